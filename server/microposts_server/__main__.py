@@ -1,0 +1,45 @@
+"""``microposts-server`` / ``python -m microposts_server``: start, wait, exit on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import config, logs
+from .domain import Unavailable
+
+
+def _run(settings: config.Settings) -> int:
+    from .app import serve
+
+    use_uvloop = settings.event_loop == "uvloop"
+    if settings.event_loop == "auto":
+        try:
+            import uvloop
+
+            use_uvloop = True
+        except ImportError:
+            use_uvloop = False
+    if use_uvloop:
+        import uvloop
+
+        return int(uvloop.run(serve(settings)))
+    return asyncio.run(serve(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses settings, runs the server (or its workers), returns the exit status."""
+    settings = config.parse_or_exit(argv)
+    logs.configure(settings.log_level)
+    try:
+        return _run(settings)
+    except (Unavailable, OSError) as exc:
+        logging.getLogger("microposts.server").error(str(exc))
+        print(f"microposts-server: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Assembly: the whole server is built in ``build_app``, and run by ``serve``.
+
+Nothing happens at import time. ``build_app`` opens the store, wires the use
+cases, servicers, per-call pipeline, health and reflection into a grpc.aio
+server and binds it; ``serve`` runs it until SIGTERM/SIGINT and shuts it
+down gracefully: health goes NOT_SERVING, no new calls are accepted,
+in-flight calls get ``--grace`` seconds to finish, then the store closes
+and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from .config import Settings
+from .domain import Unavailable
+from .metrics import Metrics
+from .rpc import DeadlinePolicy, add_services
+from .service import PageTokens, Service
+from .servicers import MICROPOST_SERVICE, USER_SERVICE, Servicers
+from .store import Store, open_store
+
+log = logging.getLogger("microposts.server")
+
+SERVICES = (USER_SERVICE, MICROPOST_SERVICE)
+PURGE_INTERVAL = 600.0  # seconds between sweeps of expired request ids
+
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.so_reuseport", 1),  # lets --workers share one port
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    # Accept client keepalive pings down to every 10 s, even between calls.
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+]
+
+
+def redact(url: str) -> str:
+    """A store URL fit for logs: no password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass
+class App:
+    """A built, bound, not yet started server and what it owns."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    store: Store
+    health: HealthServicer
+    metrics: Metrics
+    address: str
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _serving: bool | None = None
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self._set_health(True)
+        self._tasks.append(asyncio.create_task(self._watch_store()))
+        self._tasks.append(asyncio.create_task(self._purge_requests()))
+        log.info(
+            "serving",
+            extra={"fields": {"address": self.address, "store": redact(self.settings.store)}},
+        )
+
+    async def _set_health(self, serving: bool) -> None:
+        if serving == self._serving:
+            return
+        self._serving = serving
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", *SERVICES):
+            await self.health.set(service, status)
+
+    async def _watch_store(self) -> None:
+        """Health follows the store: NOT_SERVING while it is unreachable."""
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            try:
+                await asyncio.wait_for(self.store.ping(), self.settings.health_interval)
+                ok = True
+            except (Unavailable, TimeoutError) as exc:
+                ok = False
+                if self._serving:
+                    log.warning("store unreachable", extra={"fields": {"error": str(exc)}})
+            if ok and self._serving is False:
+                log.info("store reachable again")
+            await self._set_health(ok)
+
+    async def _purge_requests(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL)
+            try:
+                purged = await self.store.purge_requests(time.time_ns() // 1000)
+                if purged:
+                    log.info("purged request ids", extra={"fields": {"count": purged}})
+            except Exception:
+                log.exception("purging request ids failed")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: NOT_SERVING, refuse new calls, drain, close the store."""
+        grace = self.settings.grace if grace is None else grace
+        self._serving = False
+        await self.health.enter_graceful_shutdown()
+        log.info("shutting down", extra={"fields": {"grace_s": grace}})
+        await self.server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+        log.info("stopped")
+
+
+async def build_app(settings: Settings, *, store: Store | None = None) -> App:
+    """Builds the whole server; ``store`` replaces the one named in settings (tests)."""
+    if store is None:
+        store = await open_store(
+            settings.store, durability=settings.durability, pool_size=settings.pool_size
+        )
+    service = Service(
+        store, PageTokens(await store.page_token_key()), request_ttl=settings.request_id_ttl
+    )
+    metrics = Metrics()
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_left=settings.min_deadline)
+    add_services(server, Servicers(service).methods(), policy, metrics)
+
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(settings.address)
+    except RuntimeError as exc:
+        await store.close()
+        raise OSError(f"--address: cannot listen on {settings.address}: {exc}") from None
+    host = settings.address.rpartition(":")[0]
+    return App(settings, server, store, health_servicer, metrics, f"{host}:{port}")
+
+
+async def serve(settings: Settings) -> int:
+    """Runs one server process until SIGTERM/SIGINT; returns the exit status."""
+    app = await build_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    await stop.wait()
+    await app.stop()
+    return 0

@@ -1,0 +1,231 @@
+"""Settings: each one a command-line flag with an environment variable.
+
+The flag wins over the variable, the variable over the default. A bad value
+stops the server with one line naming the flag (or variable) it came from.
+``SETTINGS`` is the single table; the README's settings table matches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from . import deadlines
+from .store import StoreURLError
+from .store import check_url as check_store_url
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server can be told at start-up."""
+
+    address: str = "127.0.0.1:50051"
+    store: str = "sqlite:///microposts.db"
+    log_level: str = "info"
+    grace: float = 10.0
+    max_deadline: float = deadlines.DEFAULT_MAX_DEADLINE
+    min_deadline: Mapping[str, float] = field(
+        default_factory=lambda: {"*": deadlines.DEFAULT_MIN_DEADLINE}
+    )
+    request_id_ttl: float = 24 * 3600.0
+    durability: str = "normal"
+    workers: int = 1
+    pool_size: int = 10
+    health_interval: float = 2.0
+    event_loop: str = "auto"
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise ValueError
+    return value
+
+
+def _hours(text: str) -> float:
+    return _positive_seconds(text) * 3600
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text.lower() not in options:
+            raise ValueError
+        return text.lower()
+
+    parse.__doc__ = "one of " + ", ".join(options)
+    return parse
+
+
+def _address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError
+    return text
+
+
+def _store(text: str) -> str:
+    try:
+        return check_store_url(text)
+    except StoreURLError:
+        raise ValueError from None
+
+
+def _min_deadline(text: str) -> dict[str, float]:
+    """ "0.005" or "0.005,CreateMicropost=0.02": a default and per-method minimums."""
+    result: dict[str, float] = {"*": deadlines.DEFAULT_MIN_DEADLINE}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        method, sep, value = part.rpartition("=")
+        result[method.strip() if sep else "*"] = _seconds(value)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: flag, environment variable, parser, help (README table)."""
+
+    dest: str
+    parse: Callable[[str], Any]
+    expect: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.dest.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "MICROPOSTS_" + self.dest.upper()
+
+
+SETTINGS: tuple[Option, ...] = (
+    Option("address", _address, "HOST:PORT", "where to listen; port 0 picks a free port"),
+    Option("store", _store, "a store URL", "sqlite:///file.db, sqlite://:memory: or postgresql://"),
+    Option(
+        "log_level",
+        _choice("debug", "info", "warning", "error"),
+        "debug, info, warning or error",
+        "log level; info logs one line per call",
+    ),
+    Option(
+        "grace", _seconds, "seconds >= 0", "on SIGTERM/SIGINT, how long in-flight calls may finish"
+    ),
+    Option(
+        "max_deadline",
+        _positive_seconds,
+        "seconds > 0",
+        "the longest any call may run; calls sent without a deadline get this",
+    ),
+    Option(
+        "min_deadline",
+        _min_deadline,
+        "seconds, or list like 0.005,CreateMicropost=0.02",
+        "calls arriving with less time left are rejected before any work",
+    ),
+    Option(
+        "request_id_ttl",
+        _hours,
+        "hours > 0",
+        "how long a create's request_id is remembered for replays",
+    ),
+    Option(
+        "durability",
+        _choice("normal", "full"),
+        "normal or full",
+        "SQLite: normal survives kill -9; full (fsync per commit) also a power cut",
+    ),
+    Option(
+        "workers", _count, "an integer >= 1", "server processes sharing the port (SO_REUSEPORT)"
+    ),
+    Option("pool_size", _count, "an integer >= 1", "PostgreSQL connections per process"),
+    Option(
+        "health_interval",
+        _positive_seconds,
+        "seconds > 0",
+        "how often the store is checked for the health service",
+    ),
+    Option(
+        "event_loop",
+        _choice("auto", "asyncio", "uvloop"),
+        "auto, asyncio or uvloop",
+        "auto uses uvloop when it is installed",
+    ),
+)
+
+_DEFAULTS = Settings()
+
+
+def default_text(option: Option) -> str:
+    """The default as a person would type it (README table)."""
+    value = getattr(_DEFAULTS, option.dest)
+    if option.dest == "min_deadline":
+        return str(value["*"])
+    if option.dest == "request_id_ttl":
+        return f"{value / 3600:g}"
+    return str(value)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, then MICROPOSTS_* variables, then defaults."""
+    env = os.environ if env is None else env
+    parser = _Parser(
+        prog="microposts-server",
+        description="The MicroPosts gRPC server. Every flag also reads MICROPOSTS_<NAME>.",
+    )
+    for option in SETTINGS:
+        parser.add_argument(
+            option.flag,
+            dest=option.dest,
+            metavar=option.dest.upper(),
+            help=f"{option.help} ({option.expect}; env {option.env}; "
+            f"default {default_text(option)})",
+        )
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    for option in SETTINGS:
+        text = getattr(args, option.dest)
+        source = option.flag
+        if text is None and option.env in env:
+            text, source = env[option.env], option.env
+        if text is None:
+            continue
+        try:
+            values[option.dest] = option.parse(text)
+        except ValueError:
+            raise ConfigError(f"{source}: expected {option.expect}, got {text!r}") from None
+    return Settings(**values)
+
+
+def parse_or_exit(argv: Sequence[str] | None = None) -> Settings:
+    """``parse``, printing one line and exiting with status 2 on a bad setting."""
+    try:
+        return parse(argv)
+    except ConfigError as exc:
+        print(f"microposts-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

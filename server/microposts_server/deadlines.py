@@ -1,0 +1,70 @@
+"""The per-call time budget: one place that bounds every phase of a call.
+
+The RPC edge (``rpc.py``) opens a ``Budget`` for each call from the time the
+caller has left (capped by the server's own maximum) and installs it in a
+context variable. Everything below reads it from there: the store bounds its
+statements and transactions by it, and records how long it spent, so that a
+``DEADLINE_EXCEEDED`` can say where the time went. Handlers added later get
+all of this without a line of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from .domain import DeadlineExceeded
+
+# grpc/grpc#26236: a sync server reports ~9.2e18 s when the caller sent no
+# deadline (grpc.aio reports None). Anything above this is "no deadline".
+NO_DEADLINE_SENTINEL = 1e9
+
+DEFAULT_MAX_DEADLINE = 30.0
+DEFAULT_MIN_DEADLINE = 0.005
+
+
+@dataclass(slots=True)
+class Budget:
+    """The time one call may use: an absolute point on the monotonic clock."""
+
+    start: float
+    deadline: float
+    sent: float | None  # seconds the caller had left on arrival; None: sent none
+    store_seconds: float = 0.0
+    store_calls: int = 0
+    phase: str = field(default="handler")
+
+    def remaining(self) -> float:
+        """Seconds left, never below zero."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def exceeded(self, where: str) -> DeadlineExceeded:
+        """The error to raise when the budget ran out in phase ``where``."""
+        now = time.monotonic()
+        spent = (now - self.start) * 1000
+        store = self.store_seconds * 1000
+        sent = "no deadline (server cap)" if self.sent is None else f"{self.sent * 1000:.1f} ms"
+        return DeadlineExceeded(
+            f"deadline exceeded in {where} after {spent:.1f} ms "
+            f"(caller sent {sent}; store {store:.1f} ms, "
+            f"handler {max(0.0, spent - store):.1f} ms)",
+            where,
+        )
+
+
+CURRENT: ContextVar[Budget | None] = ContextVar("microposts_budget", default=None)
+
+
+def current() -> Budget | None:
+    """The budget of the call being handled, if any (None outside calls)."""
+    return CURRENT.get()
+
+
+def store_deadline() -> float | None:
+    """The monotonic time by which the store's work must end (None: unbounded)."""
+    budget = CURRENT.get()
+    return None if budget is None else budget.deadline

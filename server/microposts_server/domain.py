@@ -1,0 +1,309 @@
+"""The MicroPosts domain: resources, their rules, and the errors use cases raise.
+
+Nothing here knows about grpc or protobuf; servicers translate. Times are
+integer microseconds since the Unix epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+USERNAME_RE = re.compile(r"[a-z0-9_]{3,30}")
+MICROPOST_ID_RE = re.compile(r"[0-9a-z]{1,64}")
+# "@name" not preceded by a word character (so e-mail addresses do not count)
+# and not followed by one (so "@bobby" does not mention "bob").
+MENTION_RE = re.compile(r"(?<![A-Za-z0-9_])@([a-z0-9_]{3,30})(?![A-Za-z0-9_])")
+
+MAX_DISPLAY_NAME = 100
+MAX_TEXT = 300
+MAX_REQUEST_ID = 100
+MAX_BATCH = 100
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+ALL_USERS = "-"  # the "users/-" wildcard parent
+
+
+# --------------------------------------------------------------------------
+# Errors. Use cases raise these; only the RPC edge turns them into statuses.
+# --------------------------------------------------------------------------
+
+
+class DomainError(Exception):
+    """Base of the errors that use cases raise on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One bad field: its path in the request (``micropost.text``) and why."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; ``violations`` name each bad field."""
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        self.violations = list(violations)
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+
+    @classmethod
+    def one(cls, field: str, description: str) -> InvalidArgument:
+        return cls([Violation(field, description)])
+
+
+class NotFound(DomainError):
+    """A named resource does not exist."""
+
+    def __init__(self, resource_type: str, resource_name: str) -> None:
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        super().__init__(f"{resource_type} {resource_name!r} not found")
+
+
+class AlreadyExists(DomainError):
+    """A resource with that name exists already."""
+
+    def __init__(self, resource_type: str, resource_name: str) -> None:
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        super().__init__(f"{resource_type} {resource_name!r} already exists")
+
+
+class Aborted(DomainError):
+    """A conditional change lost a race: the etag given is stale."""
+
+    def __init__(self, resource_type: str, resource_name: str, reason: str) -> None:
+        self.resource_type = resource_type
+        self.resource_name = resource_name
+        self.reason = reason
+        super().__init__(f"{reason}: {resource_type} {resource_name!r} has changed")
+
+
+class Unavailable(DomainError):
+    """The store cannot be reached right now; the call may be retried."""
+
+
+class DeadlineExceeded(DomainError):
+    """The call's time budget ran out; ``where`` says in which phase."""
+
+    def __init__(self, message: str, where: str) -> None:
+        self.where = where
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------
+# Resources.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A registered user."""
+
+    username: str
+    display_name: str
+    create_time: int
+
+    @property
+    def name(self) -> str:
+        return f"users/{self.username}"
+
+
+@dataclass(frozen=True, slots=True)
+class Micropost:
+    """A short post. ``version`` counts text changes and drives the etag."""
+
+    username: str
+    id: str
+    text: str
+    referenced_users: tuple[str, ...]  # usernames, in order of first mention
+    create_time: int
+    update_time: int
+    version: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"users/{self.username}/microposts/{self.id}"
+
+    @property
+    def etag(self) -> str:
+        return etag_for(self.id, self.version)
+
+
+def etag_for(post_id: str, version: int) -> str:
+    """An opaque etag for one version of one post (clients only compare it)."""
+    digest = hashlib.blake2s(f"{post_id}:{version}".encode(), digest_size=8).hexdigest()
+    return f'"{digest}"'
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list and the cursor after its last item (None: the end)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MicropostName:
+    """A parsed "users/{username}/microposts/{id}"."""
+
+    username: str
+    id: str
+
+
+@dataclass(slots=True)
+class IdGenerator:
+    """Time-ordered, globally unique, opaque micropost ids (ULID-like).
+
+    48 bits of milliseconds then 80 random bits, in lowercase Crockford
+    base32 (26 characters). Within one process ids strictly increase, so
+    "newest first" is "id descending" and keyset paging is stable under
+    concurrent inserts; across replicas they are unique and ordered by time.
+    """
+
+    _last_ms: int = 0
+    _last_rand: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+    def new(self, now_ms: int | None = None) -> str:
+        ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        with self._lock:
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                rand = self._last_rand + 1
+                if rand >= 1 << 80:  # astronomically unlikely: move to the next ms
+                    ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big") >> 1
+            else:
+                rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to count up
+            self._last_ms, self._last_rand = ms, rand
+        value = (ms << 80) | rand
+        alphabet = self._ALPHABET
+        chars = []
+        for _ in range(26):
+            chars.append(alphabet[value & 31])
+            value >>= 5
+        return "".join(reversed(chars))
+
+
+# --------------------------------------------------------------------------
+# Rules: validation and parsing. Each returns the clean value or raises
+# InvalidArgument naming the request field it was given.
+# --------------------------------------------------------------------------
+
+
+def check_username(value: str, field: str) -> str:
+    if not USERNAME_RE.fullmatch(value):
+        raise InvalidArgument.one(field, "must be 3 to 30 characters of a-z, 0-9 and _")
+    return value
+
+
+def check_display_name(value: str, field: str) -> str:
+    if len(value) > MAX_DISPLAY_NAME:
+        raise InvalidArgument.one(field, f"must be at most {MAX_DISPLAY_NAME} characters")
+    return value
+
+
+def check_text(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument.one(field, "is required (1 to 300 characters)")
+    if len(value) > MAX_TEXT:
+        raise InvalidArgument.one(
+            field, f"must be at most {MAX_TEXT} characters (got {len(value)})"
+        )
+    return value
+
+
+def check_request_id(value: str, field: str = "request_id") -> str:
+    if len(value) > MAX_REQUEST_ID or not value.isprintable():
+        raise InvalidArgument.one(
+            field, f"must be at most {MAX_REQUEST_ID} printable characters (a UUID is ideal)"
+        )
+    return value
+
+
+def check_etag(value: str, field: str) -> str:
+    if len(value) > 64 or not value.isprintable():
+        raise InvalidArgument.one(field, "is not an etag this service issued")
+    return value
+
+
+def parse_user_name(value: str, field: str) -> str:
+    """ "users/{username}" -> username."""
+    if not value:
+        raise InvalidArgument.one(field, 'is required, e.g. "users/alice"')
+    prefix, _, username = value.partition("/")
+    if prefix != "users" or not USERNAME_RE.fullmatch(username):
+        raise InvalidArgument.one(field, f'must be "users/{{username}}", got {value!r}')
+    return username
+
+
+def parse_parent(value: str, field: str = "parent") -> str | None:
+    """A list parent: "users/{username}" -> username, "users/-" -> None (everyone)."""
+    if value == f"users/{ALL_USERS}":
+        return None
+    return parse_user_name(value, field)
+
+
+def parse_micropost_name(value: str, field: str) -> MicropostName:
+    """ "users/{username}/microposts/{id}" -> MicropostName."""
+    if not value:
+        raise InvalidArgument.one(field, 'is required, e.g. "users/alice/microposts/{id}"')
+    parts = value.split("/")
+    if (
+        len(parts) != 4
+        or parts[0] != "users"
+        or parts[2] != "microposts"
+        or not USERNAME_RE.fullmatch(parts[1])
+        or not MICROPOST_ID_RE.fullmatch(parts[3])
+    ):
+        raise InvalidArgument.one(
+            field, f'must be "users/{{username}}/microposts/{{micropost_id}}", got {value!r}'
+        )
+    return MicropostName(parts[1], parts[3])
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    """AIP-158: 0 -> the default, above the maximum -> the maximum, negative -> error."""
+    if value < 0:
+        raise InvalidArgument.one(field, "must not be negative")
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(value, MAX_PAGE_SIZE)
+
+
+def mentions(text: str) -> list[str]:
+    """Usernames mentioned as "@name", in order of first mention, without repeats."""
+    seen: dict[str, None] = {}
+    for match in MENTION_RE.finditer(text):
+        seen.setdefault(match.group(1), None)
+    return list(seen)
+
+
+def fingerprint(*parts: str | Iterable[str]) -> str:
+    """A stable digest of a request's meaningful fields (idempotency checks)."""
+    h = hashlib.sha256()
+    for part in parts:
+        items = [part] if isinstance(part, str) else list(part)
+        for item in items:
+            h.update(item.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        h.update(b"\x01")
+    return h.hexdigest()

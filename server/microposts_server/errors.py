@@ -1,0 +1,115 @@
+"""Domain errors -> gRPC status codes and google.rpc details, in one place.
+
+Every error goes out in the standard rich-error model: the status code, a
+message, and a ``google.rpc.Status`` in the ``grpc-status-details-bin``
+trailer carrying ``BadRequest`` (which fields, why), ``ResourceInfo`` (which
+resource), ``ErrorInfo`` (a machine-readable reason) or ``RequestInfo`` (the
+id to quote when reporting an ``INTERNAL``). Any language's stubs, and
+grpcurl, can read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from .domain import (
+    Aborted,
+    AlreadyExists,
+    DeadlineExceeded,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+
+DOMAIN = "microposts.v1"
+RESOURCE_TYPE_PREFIX = "microposts.v1."
+DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A status to send: code, message and google.rpc detail messages."""
+
+    code: grpc.StatusCode
+    message: str
+    details: tuple[Message, ...] = ()
+
+    def trailers(self) -> tuple[tuple[str, bytes], ...]:
+        status = status_pb2.Status(code=self.code.value[0], message=self.message)
+        for detail in self.details:
+            packed = any_pb2.Any()
+            packed.Pack(detail)
+            status.details.append(packed)
+        return ((DETAILS_KEY, status.SerializeToString()),)
+
+
+def _resource(resource_type: str, name: str, description: str) -> error_details_pb2.ResourceInfo:
+    return error_details_pb2.ResourceInfo(
+        resource_type=RESOURCE_TYPE_PREFIX + resource_type,
+        resource_name=name,
+        description=description,
+    )
+
+
+def failure_for(exc: DomainError) -> Failure:
+    """The status for a domain error."""
+    if isinstance(exc, InvalidArgument):
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in exc.violations
+            ]
+        )
+        return Failure(grpc.StatusCode.INVALID_ARGUMENT, exc.message, (bad,))
+    if isinstance(exc, NotFound):
+        return Failure(
+            grpc.StatusCode.NOT_FOUND,
+            exc.message,
+            (_resource(exc.resource_type, exc.resource_name, "not found"),),
+        )
+    if isinstance(exc, AlreadyExists):
+        return Failure(
+            grpc.StatusCode.ALREADY_EXISTS,
+            exc.message,
+            (_resource(exc.resource_type, exc.resource_name, "already exists"),),
+        )
+    if isinstance(exc, Aborted):
+        info = error_details_pb2.ErrorInfo(
+            reason="ETAG_MISMATCH", domain=DOMAIN, metadata={"resource": exc.resource_name}
+        )
+        return Failure(
+            grpc.StatusCode.ABORTED,
+            exc.message + "; read it again and retry with the new etag",
+            (info, _resource(exc.resource_type, exc.resource_name, "changed since read")),
+        )
+    if isinstance(exc, DeadlineExceeded):
+        info = error_details_pb2.ErrorInfo(
+            reason="DEADLINE_EXCEEDED", domain=DOMAIN, metadata={"phase": exc.where}
+        )
+        return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message, (info,))
+    if isinstance(exc, Unavailable):
+        info = error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=DOMAIN)
+        return Failure(grpc.StatusCode.UNAVAILABLE, exc.message, (info,))
+    return internal("unclassified")  # pragma: no cover - every DomainError is listed
+
+
+def internal(request_id: str) -> Failure:
+    """What an unexpected failure shows the caller: no internals, an id for the logs."""
+    return Failure(
+        grpc.StatusCode.INTERNAL,
+        f"internal error; the server log has the details under request id {request_id}",
+        (error_details_pb2.RequestInfo(request_id=request_id),),
+    )
+
+
+def code_name(code: int) -> str:
+    """google.rpc.Code number -> name, for logs."""
+    return str(code_pb2.Code.Name(code))

@@ -1,0 +1,355 @@
+"""Use cases: one method per RPC, on the domain's terms.
+
+Each method validates its inputs (naming the request field of every bad
+one), runs its reads and writes in one store transaction, and returns domain
+objects or raises domain errors. It knows nothing of grpc or protobuf.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from .domain import (
+    MAX_BATCH,
+    Aborted,
+    AlreadyExists,
+    IdGenerator,
+    InvalidArgument,
+    Micropost,
+    MicropostName,
+    NotFound,
+    Page,
+    User,
+    Violation,
+    check_display_name,
+    check_etag,
+    check_request_id,
+    check_text,
+    check_username,
+    fingerprint,
+    mentions,
+    page_size,
+    parse_micropost_name,
+    parse_parent,
+    parse_user_name,
+)
+from .store import DuplicateKey, RequestRecord, Store, Transaction
+
+T = TypeVar("T")
+
+DEFAULT_REQUEST_TTL = 24 * 3600.0  # seconds a request_id is remembered (AIP-155)
+UPDATABLE_FIELDS = frozenset({"text", "*"})
+
+
+class PageTokens:
+    """Opaque, tamper-proof page tokens bound to a list method and its parent.
+
+    A token is base64url(HMAC-SHA256(key, payload)[:16] + payload), payload
+    "kind \\x1f parent \\x1f cursor". The key lives in the store, so every
+    replica on one database accepts every other's tokens. A token that fails
+    its MAC, or that belongs to another method or parent, is rejected
+    (INVALID_ARGUMENT, field ``page_token``): never a crash, never another
+    parent's data. Nothing else is bound in: page_size may change between
+    pages (AIP-158).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+
+    def encode(self, kind: str, parent: str, cursor: str) -> str:
+        payload = f"{kind}\x1f{parent}\x1f{cursor}".encode()
+        return base64.urlsafe_b64encode(self._mac(payload) + payload).rstrip(b"=").decode()
+
+    def decode(self, token: str, kind: str, parent: str, field: str = "page_token") -> str:
+        """The cursor in ``token``; raises InvalidArgument if it is not valid here."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise InvalidArgument.one(field, "is not a page token this service issued") from None
+        mac, payload = raw[:16], raw[16:]
+        if len(raw) < 18 or not hmac.compare_digest(mac, self._mac(payload)):
+            raise InvalidArgument.one(field, "is not a page token this service issued")
+        got_kind, got_parent, cursor = payload.decode().split("\x1f", 2)
+        if got_kind != kind or got_parent != parent:
+            raise InvalidArgument.one(
+                field, f"was issued for another request (parent {got_parent!r}), not this one"
+            )
+        return cursor
+
+
+def _user_json(user: User) -> str:
+    return json.dumps([user.username, user.display_name, user.create_time])
+
+
+def _user_from_json(text: str) -> User:
+    username, display_name, create_time = json.loads(text)
+    return User(username, display_name, create_time)
+
+
+def _post_json(post: Micropost) -> str:
+    return json.dumps(
+        [
+            post.username,
+            post.id,
+            post.text,
+            list(post.referenced_users),
+            post.create_time,
+            post.update_time,
+            post.version,
+        ]
+    )
+
+
+def _post_from_json(text: str) -> Micropost:
+    username, post_id, body, refs, create_time, update_time, version = json.loads(text)
+    return Micropost(username, post_id, body, tuple(refs), create_time, update_time, version)
+
+
+def _collect(violations: list[Violation], check: Callable[[], T]) -> T | None:
+    """Runs one check, adding its violations instead of raising (report them all)."""
+    try:
+        return check()
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+        return None
+
+
+class Service:
+    """The MicroPosts use cases on one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        tokens: PageTokens,
+        *,
+        request_ttl: float = DEFAULT_REQUEST_TTL,
+        ids: IdGenerator | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.request_ttl_us = int(request_ttl * 1_000_000)
+        self.ids = ids or IdGenerator()
+        self._clock = clock
+
+    def _now(self) -> int:
+        return self._clock() // 1000
+
+    # -- idempotency (AIP-155) ---------------------------------------------
+
+    @staticmethod
+    def _replay(prior: RequestRecord | None, body: str, decode: Callable[[str], T]) -> T | None:
+        if prior is None:
+            return None
+        if prior.fingerprint != body:
+            raise InvalidArgument.one(
+                "request_id", "was already used for a different request; use a new request_id"
+            )
+        return decode(prior.response)
+
+    async def _remember(
+        self, tx: Transaction, scope: str, request_id: str, body: str, response: str, now: int
+    ) -> None:
+        if request_id:
+            await tx.put_request(
+                RequestRecord(scope, request_id, body, response, now + self.request_ttl_us)
+            )
+
+    # -- users ---------------------------------------------------------------
+
+    async def create_user(self, username: str, display_name: str, request_id: str) -> User:
+        violations: list[Violation] = []
+        _collect(violations, lambda: check_username(username, "user.username"))
+        _collect(violations, lambda: check_display_name(display_name, "user.display_name"))
+        _collect(violations, lambda: check_request_id(request_id))
+        if violations:
+            raise InvalidArgument(violations)
+        scope = "CreateUser"
+        body = fingerprint(username, display_name)
+        for attempt in (1, 2):
+            now = self._now()
+            try:
+                async with self.store.write() as tx:
+                    if request_id:
+                        prior = await tx.get_request(scope, request_id, now)
+                        replayed = self._replay(prior, body, _user_from_json)
+                        if replayed is not None:
+                            return replayed
+                    user = User(username, display_name, now)
+                    await tx.insert_user(user)
+                    await self._remember(tx, scope, request_id, body, _user_json(user), now)
+                    return user
+            except DuplicateKey as exc:
+                if exc.table == "users":
+                    raise AlreadyExists("User", f"users/{username}") from None
+                if attempt == 2:  # pragma: no cover - a twin won twice
+                    raise
+        raise AssertionError("unreachable")
+
+    async def get_user(self, name: str) -> User:
+        username = parse_user_name(name, "name")
+        async with self.store.read() as tx:
+            user = await tx.get_user(username)
+        if user is None:
+            raise NotFound("User", name)
+        return user
+
+    async def list_users(self, size: int, token: str) -> Page[User]:
+        limit = page_size(size)
+        after = self.tokens.decode(token, "users", "") if token else None
+        async with self.store.read() as tx:
+            users = await tx.list_users(after, limit + 1)
+        if len(users) > limit:
+            users = users[:limit]
+            return Page(users, self.tokens.encode("users", "", users[-1].username))
+        return Page(users, None)
+
+    # -- microposts ----------------------------------------------------------
+
+    async def _referenced(self, tx: Transaction, text: str) -> tuple[str, ...]:
+        named = mentions(text)
+        if not named:
+            return ()
+        existing = await tx.existing_usernames(named)
+        return tuple(u for u in named if u in existing)
+
+    async def create_micropost(self, parent: str, text: str, request_id: str) -> Micropost:
+        violations: list[Violation] = []
+        username = _collect(violations, lambda: parse_user_name(parent, "parent"))
+        _collect(violations, lambda: check_text(text, "micropost.text"))
+        _collect(violations, lambda: check_request_id(request_id))
+        if violations or username is None:
+            raise InvalidArgument(violations)
+        scope = f"CreateMicropost {parent}"
+        body = fingerprint(text)
+        for attempt in (1, 2):
+            now = self._now()
+            try:
+                async with self.store.write() as tx:
+                    if request_id:
+                        prior = await tx.get_request(scope, request_id, now)
+                        replayed = self._replay(prior, body, _post_from_json)
+                        if replayed is not None:
+                            return replayed
+                    if await tx.get_user(username) is None:
+                        raise NotFound("User", parent)
+                    post = Micropost(
+                        username,
+                        self.ids.new(now // 1000),
+                        text,
+                        await self._referenced(tx, text),
+                        now,
+                        now,
+                    )
+                    await tx.insert_micropost(post)
+                    await self._remember(tx, scope, request_id, body, _post_json(post), now)
+                    return post
+            except DuplicateKey:
+                if attempt == 2:  # pragma: no cover - a twin won twice
+                    raise
+        raise AssertionError("unreachable")
+
+    async def get_micropost(self, name: str) -> Micropost:
+        parsed = parse_micropost_name(name, "name")
+        async with self.store.read() as tx:
+            post = await tx.get_micropost(parsed.username, parsed.id)
+        if post is None:
+            raise NotFound("Micropost", name)
+        return post
+
+    async def batch_get_microposts(self, names: Sequence[str]) -> list[Micropost]:
+        if len(names) > MAX_BATCH:
+            raise InvalidArgument.one("names", f"at most {MAX_BATCH} names (got {len(names)})")
+        violations: list[Violation] = []
+        parsed: list[MicropostName | None] = [
+            _collect(violations, lambda n=n, i=i: parse_micropost_name(n, f"names[{i}]"))  # type: ignore[misc]
+            for i, n in enumerate(names)
+        ]
+        if violations:
+            raise InvalidArgument(violations)
+        if not names:
+            return []
+        async with self.store.read() as tx:
+            found = await tx.get_microposts(list({p.id for p in parsed if p is not None}))
+        posts: list[Micropost] = []
+        for name, p in zip(names, parsed, strict=True):
+            assert p is not None
+            post = found.get(p.id)
+            if post is None or post.username != p.username:
+                raise NotFound("Micropost", name)
+            posts.append(post)
+        return posts
+
+    async def list_microposts(self, parent: str, size: int, token: str) -> Page[Micropost]:
+        violations: list[Violation] = []
+        username = _collect(violations, lambda: parse_parent(parent, "parent"))
+        limit = _collect(violations, lambda: page_size(size))
+        if violations or limit is None:
+            raise InvalidArgument(violations)
+        before = self.tokens.decode(token, "microposts", parent) if token else None
+        async with self.store.read() as tx:
+            if username is not None and before is None and await tx.get_user(username) is None:
+                raise NotFound("User", parent)
+            posts = await tx.list_microposts(username, before, limit + 1)
+        if len(posts) > limit:
+            posts = posts[:limit]
+            return Page(posts, self.tokens.encode("microposts", parent, posts[-1].id))
+        return Page(posts, None)
+
+    async def update_micropost(
+        self, name: str, text: str, etag: str, mask: Sequence[str]
+    ) -> Micropost:
+        violations: list[Violation] = []
+        parsed = _collect(violations, lambda: parse_micropost_name(name, "micropost.name"))
+        _collect(violations, lambda: check_etag(etag, "micropost.etag"))
+        for i, path in enumerate(mask):
+            if path not in UPDATABLE_FIELDS:
+                violations.append(
+                    Violation(f"update_mask.paths[{i}]", f"{path!r} cannot be updated; only 'text'")
+                )
+        # AIP-134: an empty mask means every field set in the request, and
+        # text is the only updatable one.
+        _collect(violations, lambda: check_text(text, "micropost.text"))
+        if violations or parsed is None:
+            raise InvalidArgument(violations)
+        async with self.store.write() as tx:
+            post = await tx.get_micropost(parsed.username, parsed.id, for_update=True)
+            if post is None:
+                raise NotFound("Micropost", name)
+            if etag and etag != post.etag:
+                raise Aborted("Micropost", name, "etag mismatch")
+            updated = Micropost(
+                post.username,
+                post.id,
+                text,
+                await self._referenced(tx, text),
+                post.create_time,
+                max(self._now(), post.update_time + 1),
+                post.version + 1,
+            )
+            await tx.update_micropost(updated)
+        return updated
+
+    async def delete_micropost(self, name: str, etag: str) -> None:
+        violations: list[Violation] = []
+        parsed = _collect(violations, lambda: parse_micropost_name(name, "name"))
+        _collect(violations, lambda: check_etag(etag, "etag"))
+        if violations or parsed is None:
+            raise InvalidArgument(violations)
+        async with self.store.write() as tx:
+            post = await tx.get_micropost(parsed.username, parsed.id, for_update=True)
+            if post is None:
+                raise NotFound("Micropost", name)
+            if etag and etag != post.etag:
+                raise Aborted("Micropost", name, "etag mismatch")
+            await tx.delete_micropost(parsed.username, parsed.id)

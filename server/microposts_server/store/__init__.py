@@ -1,0 +1,41 @@
+"""Storage adapters behind one port (``base.Store``), chosen by a URL.
+
+``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``,
+``postgresql://...`` (or ``postgres://...``).
+"""
+
+from __future__ import annotations
+
+from .base import DuplicateKey, RequestRecord, Store, Transaction
+
+__all__ = ["DuplicateKey", "RequestRecord", "Store", "StoreURLError", "Transaction", "open_store"]
+
+
+class StoreURLError(ValueError):
+    """The store URL is not one we can open."""
+
+
+def check_url(url: str) -> str:
+    """Validates a store URL's form without opening it; returns it."""
+    scheme = url.partition("://")[0].lower()
+    if "://" not in url or scheme not in {"sqlite", "postgresql", "postgres"}:
+        raise StoreURLError(
+            f"unsupported store URL {url!r}: use sqlite:///path.db, sqlite://:memory: "
+            "or postgresql://user@host/db"
+        )
+    if scheme == "sqlite" and not url[len("sqlite://") :]:
+        raise StoreURLError(f"store URL {url!r} names no file")
+    return url
+
+
+async def open_store(url: str, *, durability: str = "normal", pool_size: int = 10) -> Store:
+    """Opens (and migrates) the store at ``url``."""
+    check_url(url)
+    scheme = url.partition("://")[0].lower()
+    if scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        return SqliteStore.open(url, durability=durability)
+    from .postgres import PostgresStore  # imported lazily: asyncpg is optional
+
+    return await PostgresStore.open(url, pool_size=pool_size, durability=durability)
