@@ -11,25 +11,41 @@ from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
 
 from tests.serverproc import ServerProcess
 
-# Every store the server supports; integration tests taking ``store_url`` run
-# once per entry. PostgreSQL is added by tests/pg.py.
+# Every store the server supports; integration tests taking ``store_url`` (or
+# the module-scoped ``shared_server``) run once per entry.
 STORES = ["sqlite"]
+
+
+def make_store_url(kind: str, folder: Path) -> Iterator[str]:
+    """Yields the URL of a fresh, empty store of ``kind``, and cleans it up after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'microposts.db'}"
+    else:  # pragma: no cover - each new store adds its branch here
+        raise AssertionError(kind)
 
 
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty store of each kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'microposts.db'}"
-    else:  # pragma: no cover - filled in when more stores exist
-        raise AssertionError(request.param)
+    """A fresh, empty store of each kind (one per test)."""
+    yield from make_store_url(request.param, tmp_path)
 
 
 @pytest.fixture
 def server(store_url: str) -> Iterator[ServerProcess]:
-    """A real server process on a free port, on a fresh store."""
+    """A real server process on a free port, on a fresh store (one per test)."""
     with ServerProcess(store_url) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module", params=STORES)
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One real server per test module and store, for tests that need no isolation."""
+    folder = tmp_path_factory.mktemp(request.param)
+    for url in make_store_url(request.param, folder):
+        with ServerProcess(url) as srv:
+            yield srv
 
 
 @pytest.fixture
