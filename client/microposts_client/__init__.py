@@ -1,0 +1,77 @@
+"""MicroPosts client: typed calls with deadlines, deadline propagation, safe retries, typed errors.
+
+::
+
+    from microposts_client import Client, deadline
+
+    with Client("localhost:50051") as client:
+        post = client.create_micropost(parent="users/alice", text="hi @bob")
+
+See the README section "Calling it from Python" for the whole tour.
+"""
+
+from ._client import AsyncClient, Client
+from ._config import (
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
+    USE_CLIENT_DEFAULT,
+    Timeout,
+    Timeouts,
+    UseClientDefault,
+)
+from ._deadlines import deadline, time_remaining
+from ._exceptions import (
+    Aborted,
+    AlreadyExists,
+    Cancelled,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    ServiceError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    Unknown,
+)
+from ._interceptors import DeadlineInterceptor, SyncDeadlineInterceptor
+from ._retry import DEFAULT_RETRY, Retry
+
+__all__ = [
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_RETRY",
+    "DEFAULT_WRITE_TIMEOUT",
+    "USE_CLIENT_DEFAULT",
+    "Aborted",
+    "AlreadyExists",
+    "AsyncClient",
+    "Cancelled",
+    "Client",
+    "DataLoss",
+    "DeadlineExceeded",
+    "DeadlineInterceptor",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "Retry",
+    "ServiceError",
+    "SyncDeadlineInterceptor",
+    "Timeout",
+    "Timeouts",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+    "UseClientDefault",
+    "deadline",
+    "time_remaining",
+]

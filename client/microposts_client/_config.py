@@ -1,0 +1,142 @@
+"""Client configuration: default timeouts, the "not given" sentinel, channel setup.
+
+Defaults are module constants so they are documented in one place:
+
+- reads (``get_*``, ``batch_get_*``, each page of ``list_*``):
+  :data:`DEFAULT_READ_TIMEOUT` seconds;
+- writes (``create_*``, ``update_*``, ``delete_*``):
+  :data:`DEFAULT_WRITE_TIMEOUT` seconds (they commit to disk before replying).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_WRITE_TIMEOUT",
+    "USE_CLIENT_DEFAULT",
+    "Timeout",
+    "Timeouts",
+    "UseClientDefault",
+]
+
+DEFAULT_READ_TIMEOUT: Final = 2.0
+"""Seconds a read may take unless configured: a call inside a data centre costs well under 0.1 s."""
+
+DEFAULT_WRITE_TIMEOUT: Final = 5.0
+"""Seconds a write may take unless configured: it waits for the commit."""
+
+
+class UseClientDefault(enum.Enum):
+    """Type of :data:`USE_CLIENT_DEFAULT`."""
+
+    USE_CLIENT_DEFAULT = enum.auto()
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT: Final = UseClientDefault.USE_CLIENT_DEFAULT
+"""``timeout=`` not given: use the client's default for the method.
+
+Distinct from ``None`` (no client deadline at all) and from ``0`` (a budget
+already spent: the call fails at once with ``DeadlineExceeded``).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Default timeouts in seconds, per kind of method; ``None`` means no client deadline.
+
+    ``Client(target, timeout=Timeouts(read=1.0, write=3.0))``. A bare number
+    ``timeout=2.0`` sets both.
+    """
+
+    read: float | None = DEFAULT_READ_TIMEOUT
+    """For reads: get, batch get, and each page of a list."""
+    write: float | None = DEFAULT_WRITE_TIMEOUT
+    """For writes: create, update, delete."""
+
+    @classmethod
+    def of(cls, timeout: float | Timeouts | UseClientDefault | None) -> Timeouts:
+        """Normalise a client's ``timeout=`` argument."""
+        if isinstance(timeout, Timeouts):
+            return timeout
+        if timeout is USE_CLIENT_DEFAULT:
+            return cls()
+        if timeout is None:
+            return cls(None, None)
+        seconds = float(timeout)
+        return cls(seconds, seconds)
+
+
+Timeout = float | None | UseClientDefault
+"""What a method's ``timeout=`` accepts."""
+
+
+_USER_AGENT: Final = "microposts-client/0.1"
+_BALANCED: Final = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+DEFAULT_CHANNEL_OPTIONS: Final[tuple[tuple[str, Any], ...]] = (
+    # Spread calls over every address the target resolves to (replicas behind
+    # one DNS name, or a list of addresses).
+    ("grpc.service_config", _BALANCED),
+    # Ignore service configs published in DNS: ours is the one we test.
+    ("grpc.service_config_disable_resolution", 1),
+    # Detect a dead connection during a call. Five minutes is the least that a
+    # gRPC server tolerates by default (grpc.http2.min_recv_ping_interval_
+    # without_data_ms); no pings on an idle connection.
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    # A page of 1000 posts of 300 four-byte characters is ~1.3 MB; leave room.
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ("grpc.primary_user_agent", _USER_AGENT),
+)
+
+
+def channel_options(extra: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The default options with ``extra`` overriding any of the same name."""
+    merged = dict(DEFAULT_CHANNEL_OPTIONS)
+    merged.update(extra)
+    return list(merged.items())
+
+
+def build_target(target: str | Sequence[str]) -> str:
+    """A gRPC target string from ``"host:port"``, a URI, or a list of ``"ip:port"``.
+
+    A list becomes one ``ipv4:``/``ipv6:`` target, so ``round_robin`` balances
+    across the addresses; gRPC has no static resolver for a list of host
+    names, so those must be IP addresses (or use one ``dns:///`` name).
+    """
+    if isinstance(target, str):
+        if not target:
+            raise ValueError("target must not be empty")
+        return target
+    addresses = list(target)
+    if not addresses:
+        raise ValueError("target list must not be empty")
+    families = set()
+    for address in addresses:
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"{address!r}: expected 'ip:port' in a target list")
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            raise ValueError(
+                f"{address!r}: a target list needs IP addresses; for host names use "
+                "one 'dns:///name:port' target that resolves to every replica"
+            ) from None
+        families.add(ip.version)
+    if len(families) > 1:
+        raise ValueError("a target list must be all IPv4 or all IPv6")
+    scheme = "ipv4" if families == {4} else "ipv6"
+    return f"{scheme}:{','.join(addresses)}"

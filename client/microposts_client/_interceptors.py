@@ -1,0 +1,216 @@
+"""Server interceptors that hand the incoming deadline to calls made by the handler.
+
+Install :class:`DeadlineInterceptor` in a ``grpc.aio`` server (or
+:class:`SyncDeadlineInterceptor` in a ``grpc.server``); every call a handler
+makes through :class:`~microposts_client.Client` or
+:class:`~microposts_client.AsyncClient` then ends no later than the incoming
+call's deadline minus a margin, and no later than its own timeout.
+
+gRPC Python does not propagate deadlines itself, and its
+``time_remaining()`` is treacherous (grpc/grpc#26236): the sync server returns
+a sentinel near 9.2e18 s when the caller sent no deadline, grpc.aio returns
+``None``. Anything above :data:`NO_DEADLINE_ABOVE` counts as "no deadline", so
+such a call's downstream calls keep their own defaults instead of failing.
+
+The margin is :data:`MARGIN_SECONDS` plus :data:`MARGIN_FRACTION` of the time
+remaining: the absolute part pays for the reply's way back, the relative part
+for gRPC rounding the ``grpc-timeout`` header *up* (to two or three significant
+digits: 30 s may arrive as 30.1 s, ~1 % per hop, and again on the way out).
+
+The interceptor cannot read the deadline itself (``intercept_service`` gets
+no servicer context), so it wraps the method's behaviour; the wrapper runs
+inside the handler's own task or thread, where the context variable must be
+set. Wrapped handlers are cached per method handler, so a call costs a dict
+lookup, ``time_remaining()`` and a context-variable set and reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Final
+
+import grpc
+import grpc.aio
+
+from ._deadlines import _END
+
+__all__ = [
+    "MARGIN_FRACTION",
+    "MARGIN_SECONDS",
+    "NO_DEADLINE_ABOVE",
+    "DeadlineInterceptor",
+    "SyncDeadlineInterceptor",
+]
+
+MARGIN_SECONDS: Final = 0.010
+"""Absolute part of the margin kept back from an incoming deadline (seconds)."""
+
+MARGIN_FRACTION: Final = 0.02
+"""Relative part of the margin: two hops of gRPC's ~1 % header rounding."""
+
+NO_DEADLINE_ABOVE: Final = 1e9
+"""A remaining time above this (about 31 years) is gRPC's "no deadline" sentinel."""
+
+_CACHE_LIMIT: Final = 1024  # handlers are per method; a generic handler that
+# builds a new one per call must not make the cache grow without bound.
+
+_monotonic = time.monotonic
+_get = _END.get
+_set = _END.set
+_reset = _END.reset
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+Behavior = Callable[..., Any]
+
+
+def _enter(context: Any) -> Any:
+    """Publish the incoming deadline (minus margin) to the context; a reset token or None."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > NO_DEADLINE_ABOVE:
+        return None
+    end = _monotonic() + remaining * (1.0 - MARGIN_FRACTION) - MARGIN_SECONDS
+    outer = _get()
+    if outer is not None and outer < end:
+        end = outer
+    return _set(end)
+
+
+def _leave(token: Any) -> None:
+    if token is not None:
+        # ValueError: finished in another context (a generator closed elsewhere).
+        with contextlib.suppress(ValueError):
+            _reset(token)
+
+
+def _wrap_call(behavior: Behavior) -> Behavior:
+    if inspect.iscoroutinefunction(behavior):
+
+        async def wrapped_async(request: Any, context: Any) -> Any:
+            token = _enter(context)
+            try:
+                return await behavior(request, context)
+            finally:
+                _leave(token)
+
+        return wrapped_async
+
+    def wrapped(request: Any, context: Any) -> Any:
+        token = _enter(context)
+        try:
+            return behavior(request, context)
+        finally:
+            _leave(token)
+
+    return wrapped
+
+
+def _wrap_stream(behavior: Behavior) -> Behavior:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def wrapped_agen(request: Any, context: Any) -> AsyncIterator[Any]:
+            token = _enter(context)
+            try:
+                async for item in behavior(request, context):
+                    yield item
+            finally:
+                _leave(token)
+
+        return wrapped_agen
+    if inspect.iscoroutinefunction(behavior):  # aio: writes with context.write()
+        return _wrap_call(behavior)
+
+    def wrapped_gen(request: Any, context: Any) -> Iterator[Any]:
+        token = _enter(context)
+        try:
+            yield from behavior(request, context)
+        finally:
+            _leave(token)
+
+    return wrapped_gen
+
+
+def _wrap(handler: Handler) -> Handler:
+    des, ser = handler.request_deserializer, handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_wrap_call(handler.unary_unary), des, ser)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(_wrap_call(handler.stream_unary), des, ser)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream), des, ser)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream), des, ser)
+    return handler
+
+
+class _Cache:
+    """Wrapped handlers keyed by the identity of the handler they wrap."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Handler, Handler]] = {}
+
+    def wrapped(self, handler: Handler) -> Handler:
+        hit = self._entries.get(id(handler))
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        if len(self._entries) >= _CACHE_LIMIT:
+            self._entries.clear()
+        wrapped = _wrap(handler)
+        # Keeping `handler` alive keeps its id from being reused by another.
+        self._entries[id(handler)] = (handler, wrapped)
+        return wrapped
+
+
+if TYPE_CHECKING:
+    _AioBase = grpc.aio.ServerInterceptor[Any, Any]
+    _SyncBase = grpc.ServerInterceptor[Any, Any]
+else:
+    _AioBase = grpc.aio.ServerInterceptor
+    _SyncBase = grpc.ServerInterceptor
+
+
+class DeadlineInterceptor(_AioBase):
+    """``grpc.aio`` server interceptor: calls made by handlers inherit the incoming deadline.
+
+    ``grpc.aio.server(interceptors=[DeadlineInterceptor()])``.
+    """
+
+    def __init__(self) -> None:
+        self._cache = _Cache()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        """Return the method's handler, wrapped to publish the call's deadline."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return self._cache.wrapped(handler)
+
+
+class SyncDeadlineInterceptor(_SyncBase):
+    """``grpc.server`` (thread pool) interceptor: handlers' calls inherit the incoming deadline.
+
+    ``grpc.server(executor, interceptors=[SyncDeadlineInterceptor()])``.
+    """
+
+    def __init__(self) -> None:
+        self._cache = _Cache()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        """Return the method's handler, wrapped to publish the call's deadline."""
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self._cache.wrapped(handler)
