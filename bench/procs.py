@@ -1,0 +1,152 @@
+"""Start servers on port 0, read back the port they got, always stop them.
+
+A server announces itself in a JSON line on stderr whose ``msg`` is
+``"serving"`` and whose ``address`` is ``host:port`` (the MicroPosts server
+and ``bench.echo`` both do). Its stderr goes to a file, not a pipe: a server
+that logs a line per call would otherwise make us parse thousands of lines a
+second on the same cores we are measuring.
+
+Each server runs in its own session (process group), so stopping it also stops
+any worker processes it forked; on Linux it is also told to die with us
+(``setpriv --pdeathsig``) if the bench itself is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServerError(RuntimeError):
+    """A server did not start; the message carries the end of its log."""
+
+
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes the child get SIGTERM when we die, if the system has one.
+
+    util-linux ``setpriv --pdeathsig`` rather than ``preexec_fn``: the bench
+    holds gRPC threads, and forking a threaded process to run Python code in
+    the child is unsafe.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return []
+    return [setpriv, "--pdeathsig", "TERM", "--"]
+
+
+class ServerProc:
+    """One server process: ``with ServerProc("echo", argv, log) as s: s.port``."""
+
+    def __init__(
+        self,
+        label: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.label = label
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.startup_timeout = startup_timeout
+        self.address = ""
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process id (the server's main process)."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> ServerProc:
+        """Start it and wait for its ``serving`` line; ServerError if it never comes."""
+        env = dict(os.environ)
+        env.update(self.env or {})
+        env["PYTHONUNBUFFERED"] = "1"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [*_die_with_parent(), *self.argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._find_serving():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                why = "exited" if self.proc.poll() is not None else "did not announce its port"
+                self.stop()
+                raise ServerError(f"{self.label} {why}: {' '.join(self.argv)}\n{self.tail()}")
+            time.sleep(0.05)
+        return self
+
+    def _find_serving(self) -> bool:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+        for line in text.splitlines():
+            if '"serving"' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("msg") == "serving":
+                self.address = str(record["address"])
+                self.port = int(self.address.rsplit(":", 1)[1])
+                return True
+        return False
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of its log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        """Whether the main process is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM to its process group, SIGKILL after ``grace`` seconds."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(grace)
+        # Workers may outlive their parent: kill whatever is left of the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+    def __enter__(self) -> ServerProc:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

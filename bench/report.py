@@ -1,0 +1,162 @@
+"""Tables for the terminal and for ``docs/benchmarks.md``.
+
+The bench owns the part of ``docs/benchmarks.md`` between the two markers
+below and rewrites it on every run; the rest of the file (notes, profiles)
+is written by people and left alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.h2load import Result
+
+BEGIN = "<!-- bench:begin (written by `python -m bench`; edits here are overwritten) -->"
+END = "<!-- bench:end -->"
+
+
+@dataclass
+class Series:
+    """The runs of one target under one load, in the order they ran."""
+
+    label: str
+    runs: list[Result] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        """Median requests per second."""
+        return statistics.median(r.rps for r in self.runs)
+
+    @property
+    def p50_ms(self) -> float:
+        """Median of the runs' p50 latency."""
+        return statistics.median(r.p50_ms for r in self.runs)
+
+    @property
+    def p99_ms(self) -> float:
+        """Median of the runs' p99 latency."""
+        return statistics.median(r.p99_ms for r in self.runs)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the runs' requests per second: how noisy the runs were."""
+        values = [r.rps for r in self.runs]
+        return (max(values) - min(values)) / self.rps if self.rps else 0.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A ratio the design asks for: ``at_least`` (or at most) ``limit``, maybe an aim."""
+
+    limit: float
+    at_least: bool = True
+    aim: float | None = None
+
+    def verdict(self, ratio: float) -> str:
+        """``≥ 0.75 (aim 1.00): met`` or ``... MISSED``."""
+        sign = "≥" if self.at_least else "≤"
+        aim = f" (aim {self.aim:.2f})" if self.aim is not None else ""
+        met = ratio >= self.limit if self.at_least else ratio <= self.limit
+        return f"{sign} {self.limit:.2f}{aim}: {'met' if met else 'MISSED'}"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """A Markdown table, padded so it also reads well in a terminal."""
+    cells = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)
+        ]
+        return "| " + " | ".join(parts) + " |"
+
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if r else "-" * (w + 2)
+            for w, r in zip(widths, right, strict=True)
+        )
+        + "|"
+    )
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def fmt_rps(value: float) -> str:
+    """Requests per second, to the unit."""
+    return f"{value:,.0f}"
+
+
+def fmt_ms(value: float) -> str:
+    """Milliseconds, three significant figures or so."""
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+TIMES = "\u00d7"  # the multiplication sign, as in "0.87x"
+
+
+def ratio(value: float) -> str:
+    """A ratio such as ``0.87`` followed by the multiplication sign."""
+    return f"{value:.2f}{TIMES}"
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine(h2load_version: str) -> list[str]:
+    """Lines that say what the numbers were measured on."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        f"- CPU: {_cpu_model()}, {os.cpu_count()} cores ({usable} usable by this process)",
+        f"- OS: {platform.system()} {platform.release()} ({platform.machine()})",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"grpcio {_version('grpcio')}, protobuf {_version('protobuf')}, "
+        f"uvloop {_version('uvloop')}",
+        f"- Load generator: h2load {h2load_version or 'not available'}",
+    ]
+
+
+def now() -> str:
+    """The current UTC time, to the minute."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def write_docs(path: Path, body: str) -> None:
+    """Replace the bench's part of ``path`` (between the markers) with ``body``."""
+    block = f"{BEGIN}\n\n{body.strip()}\n\n{END}"
+    if path.exists():
+        text = path.read_text()
+        start, end = text.find(BEGIN), text.find(END)
+        if start != -1 and end > start:
+            text = text[:start] + block + text[end + len(END) :]
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+    else:
+        text = (
+            "# Benchmarks\n\n"
+            "The performance budget of DESIGN section 8, measured by `make bench`"
+            " (`python -m bench`).\n\n" + block + "\n"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
