@@ -1,0 +1,177 @@
+"""Deadline propagation across three hops: test client -> relay -> downstream.
+
+The relay is a real gRPC server with the deadline interceptor whose handler
+calls the downstream through the client package; the downstream records the
+deadline it was given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+from microposts.v1 import resources_pb2, user_service_pb2
+from microposts_client import (
+    DEFAULT_READ_TIMEOUT,
+    AsyncClient,
+    Client,
+    DeadlineExceeded,
+    DeadlineInterceptor,
+    ServiceError,
+    SyncDeadlineInterceptor,
+)
+
+from tests.client.support import Downstream, LoopThread, start_aio_server
+
+
+class AioRelay:
+    """grpc.aio relay: GetUser forwards through AsyncClient, under DeadlineInterceptor."""
+
+    def __init__(self, loop: LoopThread, downstream: str) -> None:
+        self.loop = loop
+        self.interceptor = DeadlineInterceptor()
+
+        async def setup() -> tuple[grpc.aio.Server, str, AsyncClient]:
+            client = AsyncClient(downstream)
+            server, address = await start_aio_server(
+                {"GetUser": self._get_user}, interceptors=(self.interceptor,)
+            )
+            return server, address, client
+
+        self.server, self.address, self.client = loop.run(setup())
+
+    async def _get_user(
+        self, request: user_service_pb2.GetUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> resources_pb2.User:
+        try:
+            return await self.client.get_user(name=request.name)
+        except ServiceError as exc:
+            await context.abort(exc.code, exc.message)
+
+    def stop(self) -> None:
+        self.loop.run(self.server.stop(0))
+        self.loop.run(self.client.close())
+
+
+class SyncRelay:
+    """Thread-pool grpc.server relay: GetUser forwards through Client."""
+
+    def __init__(self, downstream: str) -> None:
+        self.client = Client(downstream)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(4), interceptors=[SyncDeadlineInterceptor()]
+        )
+        method = grpc.unary_unary_rpc_method_handler(
+            self._get_user,
+            request_deserializer=user_service_pb2.GetUserRequest.FromString,
+            response_serializer=resources_pb2.User.SerializeToString,
+        )
+        self.server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler("microposts.v1.UserService", {"GetUser": method})]
+        )
+        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def _get_user(
+        self, request: user_service_pb2.GetUserRequest, context: grpc.ServicerContext
+    ) -> resources_pb2.User:
+        try:
+            return self.client.get_user(name=request.name)
+        except ServiceError as exc:
+            context.abort(exc.code, exc.message)
+
+    def stop(self) -> None:
+        self.server.stop(0)
+        self.client.close()
+
+
+@pytest.fixture(params=["aio", "sync"])
+def relay_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _relay(kind: str, loop: LoopThread, downstream: str) -> AioRelay | SyncRelay:
+    return AioRelay(loop, downstream) if kind == "aio" else SyncRelay(downstream)
+
+
+@pytest.fixture
+def answering(loop_thread: LoopThread) -> Iterator[Downstream]:
+    d = Downstream(loop_thread, stall=False)
+    yield d
+    d.stop()
+
+
+def test_downstream_deadline_is_no_later_than_the_callers(
+    relay_kind: str, loop_thread: LoopThread, stalled: Downstream
+) -> None:
+    relay = _relay(relay_kind, loop_thread, stalled.address)
+    try:
+        with Client(relay.address) as client:
+            start = time.monotonic()
+            caller_end = start + 1.0
+            with pytest.raises(DeadlineExceeded):
+                client.get_user(name="users/alice", timeout=1.0)
+            elapsed = time.monotonic() - start
+    finally:
+        relay.stop()
+    assert elapsed < 5.0
+    (downstream_end,) = stalled.ends
+    assert downstream_end is not None
+    # Inherited, not the relay's own 2 s default; and never later than the caller's.
+    assert downstream_end <= caller_end
+    assert downstream_end > start + 0.5
+
+
+def test_no_caller_deadline_still_lets_the_relay_call(
+    relay_kind: str, loop_thread: LoopThread, answering: Downstream
+) -> None:
+    relay = _relay(relay_kind, loop_thread, answering.address)
+    try:
+        with Client(relay.address) as client:
+            start = time.monotonic()
+            user = client.get_user(name="users/alice", timeout=None)  # no deadline sent
+    finally:
+        relay.stop()
+    assert user.name == "users/alice"
+    (downstream_end,) = answering.ends
+    # gRPC's "no deadline" sentinel was not taken for a deadline: the relay's own default applies.
+    assert downstream_end is not None
+    assert downstream_end - start <= DEFAULT_READ_TIMEOUT * 1.01 + 0.05
+
+
+def test_inherited_deadline_beats_a_longer_own_timeout(
+    relay_kind: str, loop_thread: LoopThread, answering: Downstream
+) -> None:
+    relay = _relay(relay_kind, loop_thread, answering.address)
+    try:
+        with Client(relay.address) as client:
+            start = time.monotonic()
+            client.get_user(name="users/alice", timeout=0.8)
+    finally:
+        relay.stop()
+    (downstream_end,) = answering.ends
+    assert downstream_end is not None
+    assert downstream_end <= start + 0.8
+
+
+def test_interceptor_reuses_wrapped_handlers_and_serves_unknown_methods(
+    loop_thread: LoopThread, answering: Downstream
+) -> None:
+    relay = AioRelay(loop_thread, answering.address)
+    try:
+        with Client(relay.address) as client:
+            for _ in range(3):
+                client.get_user(name="users/alice")
+            with pytest.raises(ServiceError) as info:  # no handler: UNIMPLEMENTED passes through
+                client.create_user(username="alice")
+        assert info.value.code is grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        relay.stop()
+    assert answering.calls == 3
+    # One wrapped handler, built once and reused.
+    assert len(relay.interceptor._cache._entries) == 1
