@@ -54,7 +54,16 @@ class ServerProcess:
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("MICROPOSTS_LOG_LEVEL", "info")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "--address", self.bind, "--store", self.store, *self.args],
+            [
+                sys.executable,
+                "-m",
+                self.module,
+                "--address",
+                self.bind,
+                "--store",
+                self.store,
+                *self.args,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
