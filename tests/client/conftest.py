@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.support import Downstream, LoopThread
+from tests.client.support import Downstream, LoopThread, Scripted
 from tests.serverproc import ServerProcess
 
 
@@ -25,6 +25,14 @@ def stalled(loop_thread: LoopThread) -> Iterator[Downstream]:
     d = Downstream(loop_thread, stall=True)
     yield d
     d.stop()
+
+
+@pytest.fixture
+def scripted(loop_thread: LoopThread) -> Iterator[Scripted]:
+    """A MicroPosts fake whose calls fail as each test scripts."""
+    s = Scripted(loop_thread)
+    yield s
+    s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import grpc
@@ -28,13 +27,6 @@ UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, ())
 # Patient enough to outlast gRPC's ~1 s reconnect backoff, still bounded.
 PATIENT = replace(DEFAULT_RETRY, max_attempts=40, initial_backoff=0.05, max_backoff=0.3)
 FAST = replace(DEFAULT_RETRY, initial_backoff=0.001, max_backoff=0.005)
-
-
-@pytest.fixture
-def scripted(loop_thread: LoopThread) -> Iterator[Scripted]:
-    s = Scripted(loop_thread)
-    yield s
-    s.stop()
 
 
 def test_read_succeeds_once_the_server_comes_up(loop_thread: LoopThread) -> None:

@@ -1,0 +1,92 @@
+"""Configuration, targets, retry decisions: the pure parts, plus round_robin over a list."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+from microposts_client import (
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_RETRY,
+    DEFAULT_WRITE_TIMEOUT,
+    USE_CLIENT_DEFAULT,
+    Aborted,
+    Client,
+    ResourceExhausted,
+    Retry,
+    Timeouts,
+    Unavailable,
+    deadline,
+)
+from microposts_client._config import build_target
+from microposts_client._retry import pause_before_retry
+
+from tests.client.support import Downstream, LoopThread
+
+
+def test_targets() -> None:
+    assert build_target("localhost:50051") == "localhost:50051"
+    assert build_target("dns:///svc.internal:443") == "dns:///svc.internal:443"
+    assert build_target(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert build_target(["[::1]:1", "[::1]:2"]) == "ipv6:[::1]:1,[::1]:2"
+    for bad in ([], ["host.example:1"], ["127.0.0.1"], ["127.0.0.1:1", "[::1]:2"], ""):
+        with pytest.raises(ValueError):  # noqa: PT011 - each has its own message
+            build_target(bad)
+
+
+def test_timeouts() -> None:
+    assert Timeouts.of(USE_CLIENT_DEFAULT) == Timeouts(DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT)
+    assert DEFAULT_READ_TIMEOUT < DEFAULT_WRITE_TIMEOUT  # reads shorter than writes
+    assert Timeouts.of(None) == Timeouts(None, None)
+    assert Timeouts.of(0) == Timeouts(0.0, 0.0)  # 0 stays 0, never the default
+    assert Timeouts.of(Timeouts(read=1.0)).write == DEFAULT_WRITE_TIMEOUT
+    assert repr(Timeouts(1.0, 2.0)) == "Timeouts(read=1.0, write=2.0)"
+    assert repr(USE_CLIENT_DEFAULT) == "USE_CLIENT_DEFAULT"
+    assert repr(deadline(0.5)) == "deadline(0.5)"
+    with Client("127.0.0.1:1", timeout=3) as client:
+        assert client.timeouts == Timeouts(3.0, 3.0)
+        assert "127.0.0.1:1" in repr(client)
+
+
+def test_retry_decisions() -> None:
+    far = time.monotonic() + 60
+    unavailable = Unavailable("down")
+    for attempt in range(1, DEFAULT_RETRY.max_attempts):
+        pause = pause_before_retry(unavailable, DEFAULT_RETRY, attempt, far)
+        assert pause is not None
+        assert 0 <= pause <= DEFAULT_RETRY.initial_backoff * 2 ** (attempt - 1)
+    assert pause_before_retry(unavailable, DEFAULT_RETRY, DEFAULT_RETRY.max_attempts, far) is None
+    assert pause_before_retry(Aborted("conflict"), DEFAULT_RETRY, 1, far) is None
+    assert pause_before_retry(ResourceExhausted("quota"), DEFAULT_RETRY, 1, far) is None
+    asked = ResourceExhausted(
+        "slow down",
+        details=[error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=250_000_000))],
+    )
+    assert pause_before_retry(asked, DEFAULT_RETRY, 1, far) == 0.25
+    assert pause_before_retry(asked, DEFAULT_RETRY, 1, time.monotonic() + 0.1) is None
+    assert pause_before_retry(unavailable, DEFAULT_RETRY, 1, time.monotonic()) is None
+    with pytest.raises(ValueError, match="max_attempts"):
+        Retry(max_attempts=0)
+
+
+@pytest.fixture
+def two_backends(loop_thread: LoopThread) -> Iterator[tuple[Downstream, Downstream]]:
+    a, b = Downstream(loop_thread, stall=False), Downstream(loop_thread, stall=False)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_a_list_of_addresses_is_balanced_round_robin(
+    two_backends: tuple[Downstream, Downstream],
+) -> None:
+    a, b = two_backends
+    with Client([a.address, b.address], wait_for_ready=True) as client:
+        for _ in range(20):
+            client.get_user(name="users/alice")
+    assert a.calls + b.calls == 20
+    assert a.calls >= 5
+    assert b.calls >= 5
