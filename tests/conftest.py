@@ -7,21 +7,31 @@ from pathlib import Path
 
 import grpc
 import pytest
-from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
 
+from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
+from tests import pg
 from tests.serverproc import ServerProcess
 
 # Every store the server supports; integration tests taking ``store_url`` (or
-# the module-scoped ``shared_server``) run once per entry.
-STORES = ["sqlite"]
+# the module-scoped ``shared_server``) run once per entry. PostgreSQL is the
+# machine's server on 127.0.0.1:5432 (never skipped; `make test` starts it):
+# one database per test session, a fresh schema per store (tests/pg.py).
+STORES = ["sqlite", "postgresql"]
 
 
 def make_store_url(kind: str, folder: Path) -> Iterator[str]:
     """Yields the URL of a fresh, empty store of ``kind``, and cleans it up after."""
     if kind == "sqlite":
         yield f"sqlite:///{folder / 'microposts.db'}"
+    elif kind == "postgresql":
+        with pg.session_database().schema() as url:
+            yield url
     else:  # pragma: no cover - each new store adds its branch here
         raise AssertionError(kind)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    pg.drop_session_database()
 
 
 @pytest.fixture(params=STORES)
