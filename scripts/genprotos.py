@@ -18,7 +18,8 @@ def generate(out: Path) -> None:
 
     root = Path(__file__).resolve().parent.parent
     protos = root / "protos"
-    files = sorted(str(p.relative_to(protos)) for p in (protos / "microposts" / "v1").glob("*.proto"))
+    sources = (protos / "microposts" / "v1").glob("*.proto")
+    files = sorted(str(p.relative_to(protos)) for p in sources)
     out.mkdir(parents=True, exist_ok=True)
     include = str(Path(protoc.__file__).parent / "_proto")
     args = [

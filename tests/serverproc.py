@@ -22,7 +22,7 @@ from typing import Any
 
 
 class ServerProcess:
-    """``with ServerProcess(store_url) as srv: srv.address`` runs ``python -m microposts_server``."""
+    """``with ServerProcess(url) as srv: srv.address``: ``python -m microposts_server``."""
 
     def __init__(
         self,

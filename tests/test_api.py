@@ -11,12 +11,12 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
+
 from microposts.v1 import micropost_service_pb2 as mpb
 from microposts.v1 import micropost_service_pb2_grpc as mgrpc
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
-
 from tests.rpcutil import failure_of
 from tests.serverproc import ServerProcess
 

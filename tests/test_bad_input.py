@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 from google.rpc import error_details_pb2
+
 from microposts.v1 import micropost_service_pb2 as mpb
 from microposts.v1 import micropost_service_pb2_grpc as mgrpc
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
-
 from tests.rpcutil import failure_of
 from tests.serverproc import ServerProcess
 
@@ -69,7 +69,9 @@ def test_random_bytes_get_clean_statuses(chan: grpc.Channel, method: str) -> Non
 def test_undecodable_request_is_invalid_argument(chan: grpc.Channel) -> None:
     # A length-delimited field that runs past the end of the message.
     body = b"\x0a\xff\x01abc"
-    call = chan.unary_unary("/microposts.v1.UserService/GetUser")
+    call = chan.unary_unary(
+        "/microposts.v1.UserService/GetUser", request_serializer=None, response_deserializer=None
+    )
     f = failure_of(call, body, timeout=10)
     assert f.code == grpc.StatusCode.INVALID_ARGUMENT
     assert f.fields == ["request"]
@@ -82,11 +84,19 @@ def test_invalid_utf8_names_the_field(chan: grpc.Channel) -> None:
         parent="users/abc", micropost=rpb.Micropost(text="@@")
     ).SerializeToString()
     bad = good.replace(b"@@", b"\xff\xfe")
-    call = chan.unary_unary("/microposts.v1.MicropostService/CreateMicropost")
+    call = chan.unary_unary(
+        "/microposts.v1.MicropostService/CreateMicropost",
+        request_serializer=None,
+        response_deserializer=None,
+    )
     f = failure_of(call, bad, timeout=10)
     assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["micropost.text"])
     batch = mpb.BatchGetMicropostsRequest(names=["users/a/microposts/1", "XX"]).SerializeToString()
-    call = chan.unary_unary("/microposts.v1.MicropostService/BatchGetMicroposts")
+    call = chan.unary_unary(
+        "/microposts.v1.MicropostService/BatchGetMicroposts",
+        request_serializer=None,
+        response_deserializer=None,
+    )
     f = failure_of(call, batch.replace(b"XX", b"\xc3\x28"), timeout=10)
     assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["names[1]"])
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from microposts.v1 import micropost_service_pb2 as mpb
 from microposts.v1 import micropost_service_pb2_grpc as mgrpc
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
-
 from tests.serverproc import ServerProcess
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -33,7 +33,7 @@ def test_health_overall_and_per_service(server: ServerProcess) -> None:
             assert resp.status == SERVING, service
         with pytest.raises(grpc.RpcError) as err:
             health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
-        assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -13,6 +13,7 @@ from typing import Any
 
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
+
 from microposts.v1 import micropost_service_pb2 as mpb
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
