@@ -13,13 +13,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
 from google.protobuf import empty_pb2, field_mask_pb2
+
 from microposts.v1 import (
     micropost_service_pb2,
     micropost_service_pb2_grpc,
@@ -59,16 +59,39 @@ _POST_METHODS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Call(Generic[_T]):
-    """One RPC to make: which method, with what, and how to treat it."""
+class _Method(Generic[_T]):
+    """An RPC and how to treat it; built once per method, shared by every call."""
 
-    method: str
-    request: Any
-    write: bool
-    """Uses the write default timeout."""
-    safe: bool
-    """May be retried: a replay cannot apply twice."""
+    __slots__ = ("name", "safe", "write")
+
+    def __init__(self, name: str, *, write: bool, safe: bool) -> None:
+        self.name = name
+        self.write = write
+        """Uses the write default timeout."""
+        self.safe = safe
+        """May be retried: a replay cannot apply twice."""
+
+
+_CREATE_USER = _Method[User]("CreateUser", write=True, safe=True)  # request_id always set
+_GET_USER = _Method[User]("GetUser", write=False, safe=True)
+_LIST_USERS = _Method[user_service_pb2.ListUsersResponse]("ListUsers", write=False, safe=True)
+_CREATE_POST = _Method[Micropost]("CreateMicropost", write=True, safe=True)  # request_id too
+_GET_POST = _Method[Micropost]("GetMicropost", write=False, safe=True)
+_BATCH_GET_POSTS = _Method[micropost_service_pb2.BatchGetMicropostsResponse](
+    "BatchGetMicroposts", write=False, safe=True
+)
+_LIST_POSTS = _Method[micropost_service_pb2.ListMicropostsResponse](
+    "ListMicroposts", write=False, safe=True
+)
+# With an etag a replay of an update or delete that did apply fails (ABORTED);
+# without one it could overwrite a newer edit, or delete a post made since.
+_UPDATE_IF_MATCH = _Method[Micropost]("UpdateMicropost", write=True, safe=True)
+_UPDATE_BLIND = _Method[Micropost]("UpdateMicropost", write=True, safe=False)
+_DELETE_IF_MATCH = _Method[empty_pb2.Empty]("DeleteMicropost", write=True, safe=True)
+_DELETE_BLIND = _Method[empty_pb2.Empty]("DeleteMicropost", write=True, safe=False)
+
+# One call to make: the method, and the request message.
+_Call = tuple[_Method[_T], Any]
 
 
 class _BaseClient:
@@ -120,10 +143,12 @@ class _BaseClient:
             return ambient
         return end
 
-    def _pause(self, call: _Call[Any], exc: grpc.RpcError, attempts: int, end: float | None) -> Any:
+    def _pause(
+        self, method: _Method[Any], exc: grpc.RpcError, attempts: int, end: float | None
+    ) -> Any:
         """Map ``exc``; return the pause before the next attempt, or the error to raise."""
         error = map_rpc_error(exc)
-        if self._retry is None or not call.safe:
+        if self._retry is None or not method.safe:
             return error
         pause = pause_before_retry(error, self._retry, attempts, end)
         return error if pause is None else pause
@@ -136,16 +161,16 @@ class _BaseClient:
         request = user_service_pb2.CreateUserRequest(
             user=user, request_id=request_id or str(uuid.uuid4())
         )
-        return _Call("CreateUser", request, write=True, safe=True)
+        return _CREATE_USER, request
 
     @staticmethod
     def _get_user(name: str) -> _Call[User]:
-        return _Call("GetUser", user_service_pb2.GetUserRequest(name=name), write=False, safe=True)
+        return _GET_USER, user_service_pb2.GetUserRequest(name=name)
 
     @staticmethod
     def _list_users(page_size: int, page_token: str) -> _Call[user_service_pb2.ListUsersResponse]:
         request = user_service_pb2.ListUsersRequest(page_size=page_size, page_token=page_token)
-        return _Call("ListUsers", request, write=False, safe=True)
+        return _LIST_USERS, request
 
     @staticmethod
     def _create_micropost(parent: str, text: str, request_id: str | None) -> _Call[Micropost]:
@@ -154,12 +179,11 @@ class _BaseClient:
             micropost=resources_pb2.Micropost(text=text),
             request_id=request_id or str(uuid.uuid4()),
         )
-        return _Call("CreateMicropost", request, write=True, safe=True)
+        return _CREATE_POST, request
 
     @staticmethod
     def _get_micropost(name: str) -> _Call[Micropost]:
-        request = micropost_service_pb2.GetMicropostRequest(name=name)
-        return _Call("GetMicropost", request, write=False, safe=True)
+        return _GET_POST, micropost_service_pb2.GetMicropostRequest(name=name)
 
     @staticmethod
     def _batch_get_microposts(
@@ -168,7 +192,7 @@ class _BaseClient:
         if isinstance(names, str):
             raise TypeError("names must be a sequence of resource names, not one string")
         request = micropost_service_pb2.BatchGetMicropostsRequest(names=names)
-        return _Call("BatchGetMicroposts", request, write=False, safe=True)
+        return _BATCH_GET_POSTS, request
 
     @staticmethod
     def _list_microposts(
@@ -177,7 +201,7 @@ class _BaseClient:
         request = micropost_service_pb2.ListMicropostsRequest(
             parent=parent, page_size=page_size, page_token=page_token
         )
-        return _Call("ListMicroposts", request, write=False, safe=True)
+        return _LIST_POSTS, request
 
     @staticmethod
     def _update_micropost(name: str, text: str, etag: str | None) -> _Call[Micropost]:
@@ -185,12 +209,12 @@ class _BaseClient:
             micropost=resources_pb2.Micropost(name=name, text=text, etag=etag or ""),
             update_mask=field_mask_pb2.FieldMask(paths=["text"]),
         )
-        return _Call("UpdateMicropost", request, write=True, safe=bool(etag))
+        return (_UPDATE_IF_MATCH if etag else _UPDATE_BLIND), request
 
     @staticmethod
     def _delete_micropost(name: str, etag: str | None) -> _Call[empty_pb2.Empty]:
         request = micropost_service_pb2.DeleteMicropostRequest(name=name, etag=etag or "")
-        return _Call("DeleteMicropost", request, write=True, safe=bool(etag))
+        return (_DELETE_IF_MATCH if etag else _DELETE_BLIND), request
 
     @staticmethod
     def _callables(channel: Any) -> dict[str, Any]:
@@ -273,26 +297,27 @@ class Client(_BaseClient):
         self.close()
 
     def _invoke(self, call: _Call[_T], timeout: Timeout) -> _T:
-        end = self._end(call.write, timeout)
-        fn = self._stubs[call.method]
+        method, request = call
+        end = self._end(method.write, timeout)
+        fn = self._stubs[method.name]
         attempts = 0
         while True:
             remaining = None
             if end is not None:
                 remaining = end - _monotonic()
                 if remaining <= 0:
-                    raise spent(call.method)
+                    raise spent(method.name)
             attempts += 1
             try:
                 result: _T = fn(
-                    call.request,
+                    request,
                     timeout=remaining,
                     metadata=self._metadata,
                     wait_for_ready=self._wait_for_ready,
                 )
                 return result
             except grpc.RpcError as exc:
-                outcome = self._pause(call, exc, attempts, end)
+                outcome = self._pause(method, exc, attempts, end)
                 if isinstance(outcome, Exception):
                     raise outcome from exc
             time.sleep(outcome)
@@ -432,26 +457,27 @@ class AsyncClient(_BaseClient):
         await self.close()
 
     async def _invoke(self, call: _Call[_T], timeout: Timeout) -> _T:
-        end = self._end(call.write, timeout)
-        fn = self._stubs[call.method]
+        method, request = call
+        end = self._end(method.write, timeout)
+        fn = self._stubs[method.name]
         attempts = 0
         while True:
             remaining = None
             if end is not None:
                 remaining = end - _monotonic()
                 if remaining <= 0:
-                    raise spent(call.method)
+                    raise spent(method.name)
             attempts += 1
             try:
                 result: _T = await fn(
-                    call.request,
+                    request,
                     timeout=remaining,
                     metadata=self._metadata,
                     wait_for_ready=self._wait_for_ready,
                 )
                 return result
             except grpc.RpcError as exc:
-                outcome = self._pause(call, exc, attempts, end)
+                outcome = self._pause(method, exc, attempts, end)
                 if isinstance(outcome, Exception):
                     raise outcome from exc
             await asyncio.sleep(outcome)

@@ -16,6 +16,7 @@ import grpc
 import grpc.aio
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
+
 from microposts.v1 import micropost_service_pb2, resources_pb2, user_service_pb2
 
 _T = TypeVar("_T")
@@ -276,7 +277,8 @@ class Scripted:
                 self.posts[request.request_id] = post
             return post
         if method == "UpdateMicropost":
-            return request.micropost  # type: ignore[no-any-return]
+            reply: Message = request.micropost
+            return reply
         if method in ("CreateUser", "GetUser"):
             name = getattr(request, "name", "") or f"users/{request.user.username}"
             return resources_pb2.User(name=name)

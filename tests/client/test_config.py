@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
+
 from microposts_client import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_RETRY,
@@ -23,7 +24,6 @@ from microposts_client import (
 )
 from microposts_client._config import build_target
 from microposts_client._retry import pause_before_retry
-
 from tests.client.support import Downstream, LoopThread
 
 

@@ -7,6 +7,7 @@ import time
 
 import grpc
 import pytest
+
 from microposts_client import (
     DEFAULT_READ_TIMEOUT,
     AsyncClient,
@@ -16,7 +17,6 @@ from microposts_client import (
     deadline,
     time_remaining,
 )
-
 from tests.client.support import Downstream, LoopThread
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-import microposts_client as mc
 import pytest
 from google.rpc import error_details_pb2
 
+import microposts_client as mc
 from tests.client.support import Scripted, rich_status
 from tests.serverproc import ServerProcess
 

@@ -6,7 +6,6 @@ import asyncio
 
 from microposts.v1 import micropost_service_pb2, resources_pb2
 from microposts_client import AsyncClient, Client, NotFound
-
 from tests.serverproc import ServerProcess
 
 

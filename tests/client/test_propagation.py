@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+
 from microposts.v1 import resources_pb2, user_service_pb2
 from microposts_client import (
     DEFAULT_READ_TIMEOUT,
@@ -25,7 +26,6 @@ from microposts_client import (
     ServiceError,
     SyncDeadlineInterceptor,
 )
-
 from tests.client.support import Downstream, LoopThread, start_aio_server
 
 

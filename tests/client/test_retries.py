@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
+
 from microposts_client import (
     DEFAULT_RETRY,
     Aborted,
@@ -19,7 +20,6 @@ from microposts_client import (
     ResourceExhausted,
     Unavailable,
 )
-
 from tests.client.support import Downstream, LoopThread, Scripted, TcpProxy, rich_status
 from tests.serverproc import ServerProcess
 
