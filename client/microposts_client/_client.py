@@ -83,8 +83,9 @@ _BATCH_GET_POSTS = _Method[micropost_service_pb2.BatchGetMicropostsResponse](
 _LIST_POSTS = _Method[micropost_service_pb2.ListMicropostsResponse](
     "ListMicroposts", write=False, safe=True
 )
-# With an etag a replay of an update or delete that did apply fails (ABORTED);
-# without one it could overwrite a newer edit, or delete a post made since.
+# With an etag, a replay of an update or delete that did apply fails (ABORTED)
+# instead of applying twice. Without one, a replayed update could overwrite a
+# newer edit made in between, so DESIGN section 4 retries only etag'd ones.
 _UPDATE_IF_MATCH = _Method[Micropost]("UpdateMicropost", write=True, safe=True)
 _UPDATE_BLIND = _Method[Micropost]("UpdateMicropost", write=True, safe=False)
 _DELETE_IF_MATCH = _Method[empty_pb2.Empty]("DeleteMicropost", write=True, safe=True)
