@@ -23,6 +23,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from microposts_client import DeadlineInterceptor
+
 from .config import Settings
 from .domain import Unavailable
 from .metrics import Metrics
@@ -143,7 +145,9 @@ async def build_app(settings: Settings, *, store: Store | None = None) -> App:
         store, PageTokens(await store.page_token_key()), request_ttl=settings.request_id_ttl
     )
     metrics = Metrics()
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    # DeadlineInterceptor: calls made through microposts_client inside a
+    # handler inherit the caller's deadline (none today; any added later).
+    server = grpc.aio.server(interceptors=[DeadlineInterceptor()], options=SERVER_OPTIONS)
     policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_left=settings.min_deadline)
     add_services(server, Servicers(service).methods(), policy, metrics)
 

@@ -33,7 +33,8 @@ class Budget:
     sent: float | None  # seconds the caller had left on arrival; None: sent none
     store_seconds: float = 0.0
     store_calls: int = 0
-    phase: str = field(default="handler")
+    store_since: float = 0.0  # when the open store transaction began; 0: none open
+    phase: str = field(default="handler")  # where the call is: "handler" or "store"
 
     def remaining(self) -> float:
         """Seconds left, never below zero."""
@@ -42,11 +43,25 @@ class Budget:
     def expired(self) -> bool:
         return time.monotonic() >= self.deadline
 
+    def enter_store(self) -> None:
+        """A store transaction begins: the time from now on is the store's."""
+        self.store_since = time.monotonic()
+        self.phase = "store"
+
+    def leave_store(self, failed: bool) -> None:
+        """The transaction ended; a failed one leaves the phase at "store"."""
+        self.store_seconds += time.monotonic() - self.store_since
+        self.store_since = 0.0
+        self.store_calls += 1
+        if not failed:
+            self.phase = "handler"
+
     def exceeded(self, where: str) -> DeadlineExceeded:
         """The error to raise when the budget ran out in phase ``where``."""
         now = time.monotonic()
         spent = (now - self.start) * 1000
-        store = self.store_seconds * 1000
+        in_flight = now - self.store_since if self.store_since else 0.0
+        store = (self.store_seconds + in_flight) * 1000
         sent = "no deadline (server cap)" if self.sent is None else f"{self.sent * 1000:.1f} ms"
         return DeadlineExceeded(
             f"deadline exceeded in {where} after {spent:.1f} ms "

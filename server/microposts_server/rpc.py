@@ -127,7 +127,7 @@ def build_handler(
         except DomainError as exc:
             failure = failure_for(exc)
         except TimeoutError:
-            failure = failure_for(budget.exceeded("handler (server cap)"))
+            failure = failure_for(budget.exceeded(f"{budget.phase} (server cap)"))
         except asyncio.CancelledError:
             code = "DEADLINE_EXCEEDED" if budget.expired() else "CANCELLED"
             raise

@@ -175,14 +175,13 @@ class SqliteStore:
 class _SqliteTx(Transaction):
     """One transaction; also its own async context manager (no generator cost)."""
 
-    __slots__ = ("budget", "conn", "start", "store", "write")
+    __slots__ = ("budget", "conn", "store", "write")
 
     def __init__(self, store: SqliteStore, write: bool) -> None:
         self.store = store
         self.conn = store.conn
         self.write = write
         self.budget = deadlines.CURRENT.get()
-        self.start = 0.0
 
     async def __aenter__(self) -> _SqliteTx:
         budget = self.budget
@@ -191,10 +190,10 @@ class _SqliteTx(Transaction):
             if budget.expired():
                 raise budget.exceeded("queue")
             store._deadline = budget.deadline
-        self.start = time.monotonic()
+            budget.enter_store()
         if self.write:
             if budget is not None:
-                busy = max(1, int((budget.deadline - self.start) * 1000))
+                busy = max(1, int((budget.deadline - time.monotonic()) * 1000))
                 if busy != store._busy_ms:
                     self.conn.execute(f"PRAGMA busy_timeout = {busy}")
                     store._busy_ms = busy
@@ -202,6 +201,8 @@ class _SqliteTx(Transaction):
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 store._deadline = None
+                if budget is not None:
+                    budget.leave_store(failed=True)
                 raise self._translate(exc) from exc
         return self
 
@@ -228,8 +229,7 @@ class _SqliteTx(Transaction):
         finally:
             store._deadline = None
             if budget is not None:
-                budget.store_seconds += time.monotonic() - self.start
-                budget.store_calls += 1
+                budget.leave_store(failed=exc_type is not None)
 
     def _rollback(self) -> None:
         if self.conn.in_transaction:
