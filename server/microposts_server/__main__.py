@@ -34,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = config.parse_or_exit(argv)
     logs.configure(settings.log_level)
     try:
+        if settings.workers > 1:  # a supervisor: no grpc in this process (workers.py)
+            from .workers import supervise
+
+            return supervise(settings, sys.argv[1:] if argv is None else argv)
         return _run(settings)
     except (Unavailable, OSError) as exc:
         logging.getLogger("microposts.server").error(str(exc))
