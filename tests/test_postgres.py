@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
-from microposts.v1 import resources_pb2 as rpb
-
 from microposts_server import deadlines
 from microposts_server.domain import DeadlineExceeded, Micropost, Unavailable, User
 from microposts_server.service import PageTokens, Service

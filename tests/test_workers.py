@@ -1,4 +1,4 @@
-"""``--workers N``: N processes behind one port, supervised (server/microposts_server/workers.py)."""
+"""``--workers N``: N processes behind one port, supervised (microposts_server.workers)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import grpc
+
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
-
 from tests.serverproc import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
