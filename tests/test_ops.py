@@ -214,3 +214,20 @@ def test_many_concurrent_calls(server: ServerProcess) -> None:
             if not token:
                 break
         assert total == 160
+
+
+def test_prometheus_metrics(tmp_path: Path) -> None:
+    srv = ServerProcess(f"sqlite:///{tmp_path / 'm.db'}", "--metrics-address", "127.0.0.1:0")
+    with srv, grpc.insecure_channel(srv.address) as ch:
+        us = ugrpc.UserServiceStub(ch)
+        us.CreateUser(upb.CreateUserRequest(user=rpb.User(username="counted")), timeout=5)
+        with pytest.raises(grpc.RpcError):
+            us.GetUser(upb.GetUserRequest(name="users/nobody"), timeout=5)
+        metrics_address = srv.logs(msg="serving")[0]["metrics"]
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    assert 'microposts_calls_total{method="CreateUser",code="OK"} 1' in text
+    assert 'microposts_calls_total{method="GetUser",code="NOT_FOUND"} 1' in text
+    assert "# TYPE microposts_admission_rejected_total counter" in text

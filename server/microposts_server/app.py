@@ -27,7 +27,7 @@ from microposts_client import DeadlineInterceptor
 
 from .config import Settings
 from .domain import Unavailable
-from .metrics import Metrics
+from .metrics import Metrics, serve_metrics
 from .rpc import DeadlinePolicy, add_services
 from .service import PageTokens, Service
 from .servicers import MICROPOST_SERVICE, USER_SERVICE, Servicers
@@ -71,16 +71,19 @@ class App:
     address: str
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _serving: bool | None = None
+    _metrics_server: asyncio.Server | None = None
 
     async def start(self) -> None:
         await self.server.start()
         await self._set_health(True)
         self._tasks.append(asyncio.create_task(self._watch_store()))
         self._tasks.append(asyncio.create_task(self._purge_requests()))
-        log.info(
-            "serving",
-            extra={"fields": {"address": self.address, "store": redact(self.settings.store)}},
-        )
+        fields = {"address": self.address, "store": redact(self.settings.store)}
+        if self.settings.metrics_address:
+            self._metrics_server, fields["metrics"] = await serve_metrics(
+                self.metrics, self.settings.metrics_address
+            )
+        log.info("serving", extra={"fields": fields})
 
     async def _set_health(self, serving: bool) -> None:
         if serving == self._serving:
@@ -126,6 +129,8 @@ class App:
         await self.health.enter_graceful_shutdown()
         log.info("shutting down", extra={"fields": {"grace_s": grace}})
         await self.server.stop(grace)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -41,6 +41,7 @@ class Settings:
     pool_size: int = 10
     health_interval: float = 2.0
     event_loop: str = "auto"
+    metrics_address: str = ""
 
 
 def _seconds(text: str) -> float:
@@ -83,6 +84,10 @@ def _address(text: str) -> str:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError
     return text
+
+
+def _optional_address(text: str) -> str:
+    return _address(text) if text else ""
 
 
 def _store(text: str) -> str:
@@ -171,6 +176,12 @@ SETTINGS: tuple[Option, ...] = (
         "auto, asyncio or uvloop",
         "auto uses uvloop when it is installed",
     ),
+    Option(
+        "metrics_address",
+        _optional_address,
+        "HOST:PORT, or empty for off",
+        "serve Prometheus metrics over HTTP at /metrics",
+    ),
 )
 
 _DEFAULTS = Settings()
@@ -183,6 +194,8 @@ def default_text(option: Option) -> str:
         return str(value["*"])
     if option.dest == "request_id_ttl":
         return f"{value / 3600:g}"
+    if value == "":
+        return "(off)"
     return str(value)
 
 

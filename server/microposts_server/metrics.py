@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter
+
+log = logging.getLogger("microposts.metrics")
 
 
 class Metrics:
@@ -43,3 +47,40 @@ class Metrics:
         for method, n in sorted(self.rejected.items()):
             lines.append(f'microposts_admission_rejected_total{{method="{method}"}} {n}')
         return "\n".join(lines) + "\n"
+
+
+async def serve_metrics(metrics: Metrics, address: str) -> tuple[asyncio.Server, str]:
+    """A minimal HTTP endpoint: ``GET /metrics`` answers ``metrics.render()``.
+
+    Returns the server and the address it bound (port 0 picks a free port).
+    """
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
+            if path == b"/metrics":
+                body, status = metrics.render().encode(), b"200 OK"
+                kind = b"text/plain; version=0.0.4; charset=utf-8"
+            else:
+                body, status, kind = b"not found\n", b"404 Not Found", b"text/plain"
+            writer.write(
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nContent-Type: "
+                + kind
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\nConnection: close\r\n\r\n"
+                + body
+            )
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    host, _, port = address.rpartition(":")
+    server = await asyncio.start_server(answer, host.strip("[]"), int(port))
+    bound = server.sockets[0].getsockname()[1]
+    return server, f"{host}:{bound}"
