@@ -327,7 +327,7 @@ def test_database_outage_flips_health_and_calls_are_unavailable_then_recover() -
         ServerProcess(url, "--health-interval", "0.2") as srv,
         grpc.insecure_channel(srv.address) as channel,
     ):
-        users = ugrpc.UserServiceStub(channel)  # type: ignore[no-untyped-call]
+        users = ugrpc.UserServiceStub(channel)
 
         def create(name: str) -> Any:
             user = rpb.User(username=name, display_name=name)
@@ -344,7 +344,7 @@ def test_database_outage_flips_health_and_calls_are_unavailable_then_recover() -
         for call in (lambda: get("before"), lambda: create("during")):
             with pytest.raises(grpc.RpcError) as err:
                 call()
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
         proxy.restore()
         _wait_health(channel, health_pb2.HealthCheckResponse.SERVING)

@@ -28,7 +28,7 @@ def call_on_fresh_connections(srv: ServerProcess, count: int) -> set[int]:
     for _ in range(count):
         options = [("grpc.use_local_subchannel_pool", 1)]
         with grpc.insecure_channel(srv.address, options=options) as channel:
-            stub = ugrpc.UserServiceStub(channel)  # type: ignore[no-untyped-call]
+            stub = ugrpc.UserServiceStub(channel)
             stub.ListUsers(upb.ListUsersRequest(), timeout=5)
     deadline = time.monotonic() + 5
     while len(srv.logs(msg="call")) < seen + count and time.monotonic() < deadline:
