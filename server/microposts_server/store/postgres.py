@@ -123,6 +123,11 @@ CONNECT_TIMEOUT = 5.0  # seconds to open one connection
 DEFAULT_TIMEOUT = 30.0  # a statement outside any call (start-up, maintenance)
 CLEANUP_TIMEOUT = 5.0  # rolling back and returning a connection
 PING_TIMEOUT = 5.0
+# The store gives up a little before the call's deadline (10 ms, or a fifth of
+# a shorter budget), leaving time to cancel the statement, roll back and
+# answer "deadline exceeded in store" before the handler itself is stopped.
+CLEANUP_MARGIN = 0.010
+CLEANUP_FRACTION = 0.2
 
 _POST_COLUMNS = "username, id, text, referenced_users, create_time, update_time, version"
 _REQUEST_COLUMNS = "scope, request_id, fingerprint, response, expire_time"
@@ -330,14 +335,17 @@ class _PgTx(Transaction):
     read use cases need, and saves the BEGIN/COMMIT round trips.
     """
 
-    __slots__ = ("budget", "con", "retried", "start", "store", "write")
+    __slots__ = ("budget", "con", "end", "retried", "store", "write")
 
     def __init__(self, store: PostgresStore, write: bool) -> None:
         self.store = store
         self.write = write
-        self.budget = deadlines.CURRENT.get()
+        budget = self.budget = deadlines.CURRENT.get()
+        self.end = 0.0
+        if budget is not None:
+            total = budget.deadline - budget.start
+            self.end = budget.deadline - min(CLEANUP_MARGIN, total * CLEANUP_FRACTION)
         self.con: Any = None
-        self.start = 0.0
         self.retried = False
 
     def _left(self) -> float:
@@ -345,20 +353,22 @@ class _PgTx(Transaction):
         budget = self.budget
         if budget is None:
             return DEFAULT_TIMEOUT
-        left = budget.deadline - time.monotonic()
+        left = self.end - time.monotonic()
         if left <= 0:
             raise budget.exceeded("store")
         return left
 
     async def __aenter__(self) -> _PgTx:
         budget = self.budget
-        if budget is not None and budget.expired():
-            raise budget.exceeded("queue")
-        self.start = time.monotonic()
+        if budget is not None:
+            if budget.expired():
+                raise budget.exceeded("queue")
+            budget.enter_store()
         try:
             await self._connect()
         except BaseException:
-            self._account()
+            if budget is not None:
+                budget.leave_store(failed=True)
             raise
         return self
 
@@ -391,12 +401,14 @@ class _PgTx(Transaction):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        failed = exc_type is not None
         try:
             if exc_type is None:
                 if self.write:
                     try:
                         await self.con.execute("COMMIT", timeout=self._left())
                     except BaseException as commit_exc:
+                        failed = True
                         await asyncio.shield(self._discard())
                         if isinstance(commit_exc, Exception):
                             _raise(commit_exc, self.budget)
@@ -406,13 +418,8 @@ class _PgTx(Transaction):
                 # Rolled back and returned even when this task is cancelled again.
                 await asyncio.shield(self._discard())
         finally:
-            self._account()
-
-    def _account(self) -> None:
-        budget = self.budget
-        if budget is not None:
-            budget.store_seconds += time.monotonic() - self.start
-            budget.store_calls += 1
+            if self.budget is not None:
+                self.budget.leave_store(failed)
 
     async def _release(self) -> None:
         con, self.con = self.con, None
