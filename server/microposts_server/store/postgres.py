@@ -322,9 +322,12 @@ class PostgresStore:
             self._ping_con = None
         try:
             await asyncio.wait_for(self.pool.close(), CLEANUP_TIMEOUT)
-        except (Exception, asyncio.CancelledError):
+        except asyncio.CancelledError:
             self.pool.terminate()
             raise
+        except Exception as exc:  # a database gone away must not stop a clean exit
+            log.warning("store closed abruptly", extra={"fields": {"error": repr(exc)}})
+            self.pool.terminate()
 
 
 class _PgTx(Transaction):
