@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from .domain import (
@@ -157,13 +157,41 @@ class Service:
             )
         return decode(prior.response)
 
-    async def _remember(
-        self, tx: Transaction, scope: str, request_id: str, body: str, response: str, now: int
-    ) -> None:
-        if request_id:
-            await tx.put_request(
-                RequestRecord(scope, request_id, body, response, now + self.request_ttl_us)
-            )
+    async def _create(
+        self,
+        scope: str,
+        request_id: str,
+        body: str,
+        codec: tuple[Callable[[T], str], Callable[[str], T]],
+        make: Callable[[Transaction, int], Awaitable[T]],
+    ) -> T:
+        """Runs ``make`` in a write transaction, idempotently per request id (AIP-155).
+
+        A replay of a remembered request returns the remembered response; a
+        concurrent twin that commits first makes our insert of the record hit
+        ``DuplicateKey("requests")``: we roll back and replay its response.
+        """
+        encode, decode = codec
+        for attempt in (1, 2):
+            now = self._now()
+            try:
+                async with self.store.write() as tx:
+                    if request_id:
+                        prior = await tx.get_request(scope, request_id, now)
+                        replayed = self._replay(prior, body, decode)
+                        if replayed is not None:
+                            return replayed
+                    result = await make(tx, now)
+                    if request_id:
+                        record = RequestRecord(
+                            scope, request_id, body, encode(result), now + self.request_ttl_us
+                        )
+                        await tx.put_request(record)
+                    return result
+            except DuplicateKey as exc:
+                if exc.table != "requests" or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     # -- users ---------------------------------------------------------------
 
@@ -174,27 +202,24 @@ class Service:
         _collect(violations, lambda: check_request_id(request_id))
         if violations:
             raise InvalidArgument(violations)
-        scope = "CreateUser"
-        body = fingerprint(username, display_name)
-        for attempt in (1, 2):
-            now = self._now()
-            try:
-                async with self.store.write() as tx:
-                    if request_id:
-                        prior = await tx.get_request(scope, request_id, now)
-                        replayed = self._replay(prior, body, _user_from_json)
-                        if replayed is not None:
-                            return replayed
-                    user = User(username, display_name, now)
-                    await tx.insert_user(user)
-                    await self._remember(tx, scope, request_id, body, _user_json(user), now)
-                    return user
-            except DuplicateKey as exc:
-                if exc.table == "users":
-                    raise AlreadyExists("User", f"users/{username}") from None
-                if attempt == 2:  # pragma: no cover - a twin won twice
-                    raise
-        raise AssertionError("unreachable")
+
+        async def make(tx: Transaction, now: int) -> User:
+            user = User(username, display_name, now)
+            await tx.insert_user(user)
+            return user
+
+        try:
+            return await self._create(
+                "CreateUser",
+                request_id,
+                fingerprint(username, display_name),
+                (_user_json, _user_from_json),
+                make,
+            )
+        except DuplicateKey as exc:
+            if exc.table == "users":
+                raise AlreadyExists("User", f"users/{username}") from None
+            raise
 
     async def get_user(self, name: str) -> User:
         username = parse_user_name(name, "name")
@@ -230,34 +255,24 @@ class Service:
         _collect(violations, lambda: check_request_id(request_id))
         if violations or username is None:
             raise InvalidArgument(violations)
-        scope = f"CreateMicropost {parent}"
-        body = fingerprint(text)
-        for attempt in (1, 2):
-            now = self._now()
-            try:
-                async with self.store.write() as tx:
-                    if request_id:
-                        prior = await tx.get_request(scope, request_id, now)
-                        replayed = self._replay(prior, body, _post_from_json)
-                        if replayed is not None:
-                            return replayed
-                    if await tx.get_user(username) is None:
-                        raise NotFound("User", parent)
-                    post = Micropost(
-                        username,
-                        self.ids.new(now // 1000),
-                        text,
-                        await self._referenced(tx, text),
-                        now,
-                        now,
-                    )
-                    await tx.insert_micropost(post)
-                    await self._remember(tx, scope, request_id, body, _post_json(post), now)
-                    return post
-            except DuplicateKey:
-                if attempt == 2:  # pragma: no cover - a twin won twice
-                    raise
-        raise AssertionError("unreachable")
+        author = username
+
+        async def make(tx: Transaction, now: int) -> Micropost:
+            if await tx.get_user(author) is None:
+                raise NotFound("User", parent)
+            post = Micropost(
+                author, self.ids.new(now // 1000), text, await self._referenced(tx, text), now, now
+            )
+            await tx.insert_micropost(post)
+            return post
+
+        return await self._create(
+            f"CreateMicropost {parent}",
+            request_id,
+            fingerprint(text),
+            (_post_json, _post_from_json),
+            make,
+        )
 
     async def get_micropost(self, name: str) -> Micropost:
         parsed = parse_micropost_name(name, "name")
