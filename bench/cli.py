@@ -41,6 +41,7 @@ from bench.procs import ROOT, ServerError, ServerProc
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 ECHO = "bare grpc.aio echo"
+ECHO_UVLOOP = "echo on uvloop (for reference)"
 BUDGETS = {
     "GetMicropost": report.Budget(0.75, aim=1.0),
     "CreateMicropost": report.Budget(0.5),
@@ -48,6 +49,7 @@ BUDGETS = {
 LATENCY_BUDGET = report.Budget(1.3, at_least=False)
 CLIENT_BUDGET = report.Budget(1.1, at_least=False)
 WORKERS_BUDGET = report.Budget(0.9)
+METHODS = ["GetMicropost", "ListMicroposts", "CreateMicropost", "BatchGetMicroposts"]
 
 
 def _default_workers() -> list[int]:
@@ -95,6 +97,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["throughput", "latency", "client", "workers"],
         help="run only these parts (repeatable)",
     )
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=METHODS,
+        help="throughput: only these methods (repeatable; default all four)",
+    )
+    p.add_argument(
+        "--no-echo-uvloop",
+        dest="echo_uvloop",
+        action="store_false",
+        help="throughput: leave out the reference row of the echo on uvloop",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run: 2 s runs, 1 round")
     p.add_argument(
         "--server-arg",
@@ -119,27 +133,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.workers is None:
         args.workers = _default_workers()
     args.parts = set(args.only or ["throughput", "latency", "client", "workers"])
+    args.methods = [m for m in METHODS if m in (args.method or METHODS)]
     return args
 
 
 class Progress:
     """A line on stderr that says where the run is (rewritten in a terminal, appended if not)."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, seconds: float = 0.0) -> None:
         self.total = total
+        self.seconds = seconds  # what all the steps are expected to take
         self.done = 0
+        self.expected_done = 0.0
+        self._last = 0.0
         self.start = time.monotonic()
         self.tty = sys.stderr.isatty()
         self._width = 0
 
-    def step(self, what: str) -> None:
-        """A new step starts."""
+    def step(self, what: str, seconds: float = 1.0) -> None:
+        """A new step starts; it is expected to take ``seconds``."""
         self.done += 1
+        self.expected_done += self._last
+        self._last = seconds
         elapsed = time.monotonic() - self.start
         left = ""
-        if self.done > 1:
-            eta = elapsed / (self.done - 1) * (self.total - self.done + 1)
-            left = f", ~{_clock(eta)} left"
+        if self.expected_done > 0 and self.seconds > self.expected_done:
+            # Scale what the plan says is left by how the plan has held so far.
+            pace = max(1.0, elapsed / self.expected_done)
+            left = f", ~{_clock((self.seconds - self.expected_done) * pace)} left"
         self.show(f"[{self.done:>2}/{self.total}] {_clock(elapsed)}{left}  {what}")
 
     def show(self, line: str) -> None:
@@ -212,11 +233,10 @@ class Bench:
         self.stack.push(server)
         return server.start()
 
-    def echo(self, label: str = "echo", port: int = 0) -> ServerProc:
+    def echo(self, label: str = "echo", port: int = 0, loop: str = "asyncio") -> ServerProc:
         """A bare echo server process."""
-        return self.start(
-            label, [sys.executable, "-m", "bench.echo", "--address", f"127.0.0.1:{port}"]
-        )
+        argv = [sys.executable, "-m", "bench.echo", "--address", f"127.0.0.1:{port}"]
+        return self.start(label, [*argv, "--event-loop", loop])
 
     def echo_workers(self, n: int) -> ServerProc:
         """N echo processes sharing one port (SO_REUSEPORT); returns the first."""
@@ -251,6 +271,7 @@ class Bench:
         assert self.h2load is not None
         self._runs += 1
         log = self.tmp / f"h2load-{self._runs}.tsv"
+        cpu_before = target.server.cpu_seconds()
         try:
             result = h2load.run(
                 self.h2load, target.url, target.body, load, log, frame_bytes=target.frame_bytes
@@ -263,7 +284,10 @@ class Bench:
             return
         finally:
             log.unlink(missing_ok=True)
-        (series or target.series).runs.append(result)
+        target.server.trim_log()
+        into = series or target.series
+        into.runs.append(result)
+        into.cpu.append((target.server.cpu_seconds() - cpu_before) / result.done * 1e6)
 
     def warm_up(self, target: Target) -> None:
         """A short unmeasured run: first calls pay for imports, caches, connections."""
@@ -320,16 +344,24 @@ class Bench:
 
         h2 = parts & {"throughput", "latency"} or workers_ok
         steps = (
-            ("throughput" in parts) * (5 + 5 * a.repeats + 2)
+            ("throughput" in parts) * ((1 + a.echo_uvloop + len(a.methods)) * (1 + a.repeats) + 1)
             + ("latency" in parts) * 2 * a.repeats
             + client_ok * 4 * a.repeats
             + workers_ok * len(workers) * 4 * a.repeats
             + 3
         )
-        self.progress = Progress(steps)
+        n_tp = 1 + a.echo_uvloop + len(a.methods)
+        seconds = (
+            ("throughput" in parts) * (n_tp * (1 + a.repeats * a.duration) + 1)
+            + ("latency" in parts) * 2 * a.repeats * a.duration
+            + client_ok * 4 * a.repeats * (a.client_seconds + 0.3)
+            + workers_ok * len(workers) * (5 + 4 * a.repeats * a.duration)
+            + 5
+        )
+        self.progress = Progress(steps, seconds)
         say = self.progress.say
 
-        self.progress.step("starting the echo and MicroPosts servers")
+        self.progress.step("starting the echo and MicroPosts servers", 2)
         echo = self.echo()
         server: ServerProc | None = None
         db = self.tmp / "bench.db"
@@ -345,7 +377,7 @@ class Bench:
                 )
                 say(str(exc))
         if server is not None:
-            self.progress.step("seeding users and posts through the API")
+            self.progress.step("seeding users and posts through the API", 3)
             try:
                 seeded = seed.seed(server.address, users=20, posts_per_user=60)
             except grpc.RpcError as exc:
@@ -357,11 +389,13 @@ class Bench:
             else:
                 targets = [self.target(s.method, server, s) for s in seed.scenarios(seeded)]
         else:
-            self.progress.step("(no MicroPosts server)")
+            self.progress.step("(no MicroPosts server)", 3)
 
         results: dict[str, str] = {}
         if "throughput" in parts:
-            results["throughput"] = self._throughput(echo_target, targets, server)
+            uv = self.echo("echo uvloop", loop="uvloop") if a.echo_uvloop else None
+            extra = [self.target(ECHO_UVLOOP, uv, seed.echo_scenario())] if uv else []
+            results["throughput"] = self._throughput(echo_target, extra + targets, server)
         if "latency" in parts:
             results["latency"] = self._latency(echo_target, targets)
         if client_ok:
@@ -369,7 +403,7 @@ class Bench:
         if workers_ok and server is not None:
             results["workers"] = self._workers(echo_target, targets, db, workers)
 
-        self.progress.step("writing the report")
+        self.progress.step("writing the report", 0)
         text = self._report(results)
         self.progress.finish()
         print(text)
@@ -391,6 +425,7 @@ class Bench:
     def _throughput(self, echo: Target, targets: list[Target], server: ServerProc | None) -> str:
         a = self.args
         load = self.load()
+        targets = [t for t in targets if t.label == ECHO_UVLOOP or t.scenario.method in a.methods]
         order = [echo, *targets]
         for t in order:
             self.progress.step(f"warm-up: {t.label}")
@@ -399,7 +434,7 @@ class Bench:
         before = seed.count_posts(server.address, seed.WRITER) if server and creates else 0
         for r in range(1, a.repeats + 1):
             for t in order:
-                self.progress.step(f"throughput {r}/{a.repeats}: {t.label} ({load})")
+                self.progress.step(f"throughput {r}/{a.repeats}: {t.label} ({load})", a.duration)
                 self.measure(t, load)
         check = ""
         if server is not None and creates is not None and creates.series.runs:
@@ -439,24 +474,36 @@ class Bench:
                 )
                 continue
             x = t.series.rps / base if base else 0.0
-            budget = BUDGETS.get(t.scenario.method) if t is not echo else None
+            budget = BUDGETS.get(t.label)  # the MicroPosts rows are labelled by method
             rows.append([
                 t.label,
                 report.fmt_rps(t.series.rps),
                 f"±{t.series.spread * 50:.0f}%",
                 report.fmt_ms(t.series.p50_ms),
                 report.fmt_ms(t.series.p99_ms),
+                f"{t.series.cpu_us:.0f}",
                 report.ratio(x) if base else "—",
                 budget.verdict(x) if budget and base else "",
             ])  # fmt: skip
         head = (
             f"### Throughput\n\nh2load `{load}` (in flight: {a.clients * a.streams}), "
-            f"{a.duration:g} s runs, median of {a.repeats}, interleaved.\n\n"
+            f"{a.duration:g} s runs, median of {a.repeats}, interleaved. Spread: half the range "
+            "of the runs' req/s, relative to the median. CPU: the server's own CPU time (user + "
+            "system) per call, from /proc.\n\n"
         )
         tbl = report.table(
-            ["call", "req/s", "spread", "p50 ms", "p99 ms", f"{report.TIMES} echo", "budget"],
+            [
+                "call",
+                "req/s",
+                "spread",
+                "p50 ms",
+                "p99 ms",
+                "CPU µs/call",
+                f"{report.TIMES} echo",
+                "budget",
+            ],
             rows,
-            [False, True, True, True, True, True, False],
+            [False, True, True, True, True, True, True, False],
         )
         return head + tbl + (f"\n\n{check}" if check else "")
 
@@ -469,7 +516,9 @@ class Bench:
             pairs.append((get, report.Series(get.label)))
         for r in range(1, a.repeats + 1):
             for t, s in pairs:
-                self.progress.step(f"latency {r}/{a.repeats}: {t.label} (one call in flight)")
+                self.progress.step(
+                    f"latency {r}/{a.repeats}: {t.label} (one call in flight)", a.duration
+                )
                 self.measure(t, load, s)
         rows = []
         base = pairs[0][1].p50_ms if pairs[0][1].runs else 0.0
@@ -511,12 +560,14 @@ class Bench:
         for r in range(1, a.repeats + 1):
             for kind, fn in kinds:
                 for subject in subjects:
-                    self.progress.step(f"client {r}/{a.repeats}: {kind} {subject.label}")
+                    self.progress.step(
+                        f"client {r}/{a.repeats}: {kind} {subject.label}", a.client_seconds + 0.3
+                    )
                     results.setdefault((kind, subject.label), []).append(
                         fn(subject, echo.address, post, a.client_seconds)
                     )
                 if len(subjects) == 1:
-                    self.progress.step(f"client {r}/{a.repeats}: {kind} (no wrapper)")
+                    self.progress.step(f"client {r}/{a.repeats}: {kind} (no wrapper)", 0)
         rows = []
         for kind, _ in kinds:
             raw = statistics.median(results[(kind, clientcost.RAW.label)])
@@ -572,7 +623,9 @@ class Bench:
                     (get, one_get),
                     (get_n, get_n.series),
                 ):
-                    self.progress.step(f"workers x{n} {r}/{a.repeats}: {t.label} ({load})")
+                    self.progress.step(
+                        f"workers x{n} {r}/{a.repeats}: {t.label} ({load})", a.duration
+                    )
                     self.measure(t, load, s)
             srv_n.stop()
             if not (one_echo.runs and echo_n.series.runs and one_get.runs and get_n.series.runs):

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from microposts.v1 import micropost_service_pb2
 
 from bench.seed import post_stub
+from microposts.v1 import micropost_service_pb2
 
 TIMEOUT = 5.0
 WARM_UP_CALLS = 200

@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+
 from microposts.v1 import micropost_service_pb2
 
 SERVICE = "microposts.v1.MicropostService"
@@ -74,8 +75,19 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m bench.echo``."""
     parser = argparse.ArgumentParser(prog="python -m bench.echo", description=__doc__)
     parser.add_argument("--address", default="127.0.0.1:0", help="host:port to bind (port 0: any)")
+    parser.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the baseline is asyncio's default loop; uvloop for comparison",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.address))
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args.address))
+    else:
+        asyncio.run(serve(args.address))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,29 @@ def _die_with_parent() -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"]
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes in group ``pgid`` (Linux /proc; else 0)."""
+    total = 0
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces: split after its closing paren.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # field 5, pgrp
+            total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total / _TICK
+
+
 class ServerProc:
     """One server process: ``with ServerProc("echo", argv, log) as s: s.port``."""
 
@@ -77,7 +100,8 @@ class ServerProc:
         env = dict(os.environ)
         env.update(self.env or {})
         env["PYTHONUNBUFFERED"] = "1"
-        with self.log_path.open("wb") as log:
+        # Append mode, so that trim_log() can empty the file under a running server.
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*_die_with_parent(), *self.argv],
                 stdin=subprocess.DEVNULL,
@@ -121,6 +145,16 @@ class ServerProc:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def trim_log(self, limit: int = 32 << 20) -> None:
+        """Empty its log once it passes ``limit`` bytes (a line per call adds up fast)."""
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size > limit:
+                os.truncate(self.log_path, 0)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by every process in its group (its workers too)."""
+        return group_cpu_seconds(self.pid)
 
     def alive(self) -> bool:
         """Whether the main process is still running."""

@@ -28,6 +28,12 @@ class Series:
 
     label: str
     runs: list[Result] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # server CPU µs per call, per run
+
+    @property
+    def cpu_us(self) -> float:
+        """Median server CPU time per call, in microseconds (0 if not measured)."""
+        return statistics.median(self.cpu) if self.cpu else 0.0
 
     @property
     def rps(self) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+
 from microposts.v1 import (
     micropost_service_pb2,
     micropost_service_pb2_grpc,
