@@ -478,7 +478,7 @@ class Bench:
             rows.append([
                 t.label,
                 report.fmt_rps(t.series.rps),
-                f"±{t.series.spread * 50:.0f}%",
+                f"±{t.series.spread * 50:.0f}%" if len(t.series.runs) > 1 else "—",
                 report.fmt_ms(t.series.p50_ms),
                 report.fmt_ms(t.series.p99_ms),
                 f"{t.series.cpu_us:.0f}",

@@ -145,18 +145,23 @@ def main(argv: list[str] | None = None) -> int:
             raw = args.out / f"{target.label}.txt"
             svg = args.out / f"{target.label}.svg"
             spy = [py_spy, "record", "--pid", str(server.pid), "--duration", f"{args.seconds:g}"]
-            spy += ["--nonblocking", "--function", *(["--native"] if args.native else [])]
+            # py-spy cannot read native stacks without pausing the process.
+            spy += ["--function", *(["--native"] if args.native else ["--nonblocking"])]
             for fmt, path in (("raw", raw), ("flamegraph", svg)):
                 # The flame graph is a second, shorter recording; the numbers come from raw.
                 seconds = flame_seconds if fmt == "flamegraph" else args.seconds
                 spy_cmd = [*spy[:5], f"{seconds:g}", *spy[6:]]
-                subprocess.run(
+                done = subprocess.run(
                     [*spy_cmd, "--format", fmt, "--output", str(path)],
-                    check=True,
                     capture_output=True,
+                    text=True,
                     timeout=args.seconds + 60,
                 )
+                if done.returncode != 0:
+                    print(f"py-spy failed ({done.returncode}): {done.stderr.strip()}")
             runner.join()
+            if not raw.exists():
+                continue
             if target.error or not series.runs:
                 print(f"{target.label}: load failed: {target.error}")
                 continue
