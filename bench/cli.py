@@ -552,44 +552,73 @@ class Bench:
         subjects = [clientcost.RAW]
         if clientcost.wrapper_available() is None:
             subjects.append(clientcost.WRAPPER)
-        results: dict[tuple[str, str], list[float]] = {}
-        kinds: list[tuple[str, Callable[[clientcost.Subject, str, str, float], float]]] = [
+        results: dict[tuple[str, str], list[clientcost.Cost]] = {}
+        errors: dict[tuple[str, str], str] = {}
+        kinds: list[
+            tuple[str, Callable[[clientcost.Subject, str, str, float], clientcost.Cost]]
+        ] = [
             ("sync", clientcost.measure_sync),
             ("async", clientcost.measure_aio),
         ]
         for r in range(1, a.repeats + 1):
             for kind, fn in kinds:
-                for subject in subjects:
+                # Alternate who goes first, so that neither always runs on a cooler machine.
+                for subject in subjects if r % 2 else subjects[::-1]:
                     self.progress.step(
                         f"client {r}/{a.repeats}: {kind} {subject.label}", a.client_seconds + 0.3
                     )
-                    results.setdefault((kind, subject.label), []).append(
-                        fn(subject, echo.address, post, a.client_seconds)
-                    )
+                    key = (kind, subject.label)
+                    if key in errors:
+                        continue
+                    try:
+                        cost = fn(subject, echo.address, post, a.client_seconds)
+                    except Exception as exc:  # a client that fails is a row, not a crash
+                        errors[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                        self.progress.say(f"client {kind} {subject.label} failed: {errors[key]}")
+                        continue
+                    results.setdefault(key, []).append(cost)
                 if len(subjects) == 1:
                     self.progress.step(f"client {r}/{a.repeats}: {kind} (no wrapper)", 0)
         rows = []
         for kind, _ in kinds:
-            raw = statistics.median(results[(kind, clientcost.RAW.label)])
+            raw_runs = results.get((kind, clientcost.RAW.label))
+            raw_cpu = statistics.median(c.cpu_us for c in raw_runs) if raw_runs else 0.0
+            raw_wall = statistics.median(c.wall_us for c in raw_runs) if raw_runs else 0.0
             for subject in subjects:
-                us = statistics.median(results[(kind, subject.label)])
-                x = us / raw
+                runs = results.get((kind, subject.label))
+                if not runs or not raw_cpu:
+                    why = errors.get((kind, subject.label)) or "the raw stub failed"
+                    rows.append([f"{kind} {subject.label}", "—", "—", "—", "—", f"failed: {why}"])
+                    continue
+                cpu = statistics.median(c.cpu_us for c in runs)
+                wall = statistics.median(c.wall_us for c in runs)
+                x = cpu / raw_cpu
                 rows.append([
                     f"{kind} {subject.label}",
-                    f"{us:.0f}",
+                    f"{cpu:.0f}",
                     report.ratio(x),
+                    f"{wall:.0f}",
+                    report.ratio(wall / raw_wall),
                     CLIENT_BUDGET.verdict(x) if subject is not clientcost.RAW else "",
                 ])  # fmt: skip
         head = (
             "### Client wrapper vs raw stub\n\nGetMicropost against the bare echo server "
             f"(so the server's share is small and steady), one call in flight, a Python loop, "
             f"{a.client_seconds:g} s runs, median of {a.repeats}, interleaved; both set a "
-            f"{clientcost.TIMEOUT:g} s deadline.\n\n"
+            f"{clientcost.TIMEOUT:g} s deadline. CPU: the calling process's CPU time per call "
+            "(the client's own cost; the budget applies to it); wall: the time per call.\n\n"
         )
         return head + report.table(
-            ["client", "µs/call", f"{report.TIMES} raw stub", "budget"],
+            [
+                "client",
+                "CPU µs/call",
+                f"{report.TIMES} raw",
+                "wall µs/call",
+                f"{report.TIMES} raw",
+                "budget",
+            ],
             rows,
-            [False, True, True, False],
+            [False, True, True, True, True, False],
         )
 
     def _workers(self, echo: Target, targets: list[Target], db: Path, counts: list[int]) -> str:

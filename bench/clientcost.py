@@ -3,7 +3,12 @@
 Both make the same call (GetMicropost, one in flight, a Python loop) to the
 same server; the raw stub is given a deadline too, since the wrapper always
 sets one and a deadline has a cost of its own (DESIGN section 8). The runs
-alternate (raw, wrapper, raw, wrapper, ...) and each is a fixed time.
+alternate (raw, wrapper, wrapper, raw, ...) and each is a fixed time.
+
+Two numbers per run: wall time per call (what a caller waits, server
+included) and the CPU time the calling process spent per call (the client's
+own cost, gRPC's threads included, and much less disturbed by whatever else
+the machine is doing). The budget is about the second.
 """
 
 from __future__ import annotations
@@ -103,13 +108,22 @@ def wrapper_available() -> str | None:
     return None
 
 
-def measure_sync(subject: Subject, target: str, name: str, seconds: float) -> float:
-    """Microseconds per call, calling in a loop for ``seconds``."""
+@dataclass(frozen=True)
+class Cost:
+    """One run: wall time per call, and the calling process's CPU time per call (µs)."""
+
+    wall_us: float
+    cpu_us: float
+
+
+def measure_sync(subject: Subject, target: str, name: str, seconds: float) -> Cost:
+    """Per-call cost, calling in a loop for ``seconds``."""
     one, close = subject.sync(target, name)
     try:
         for _ in range(WARM_UP_CALLS):
             one()
         calls = 0
+        cpu = time.process_time()
         start = time.perf_counter()
         end = start + seconds
         while True:
@@ -117,20 +131,21 @@ def measure_sync(subject: Subject, target: str, name: str, seconds: float) -> fl
             calls += 1
             now = time.perf_counter()
             if now >= end:
-                return (now - start) / calls * 1e6
+                return _cost(calls, now - start, time.process_time() - cpu)
     finally:
         close()
 
 
-def measure_aio(subject: Subject, target: str, name: str, seconds: float) -> float:
+def measure_aio(subject: Subject, target: str, name: str, seconds: float) -> Cost:
     """Like measure_sync, in a fresh (default) asyncio event loop."""
 
-    async def main() -> float:
+    async def main() -> Cost:
         one, close = subject.aio(target, name)
         try:
             for _ in range(WARM_UP_CALLS):
                 await one()
             calls = 0
+            cpu = time.process_time()
             start = time.perf_counter()
             end = start + seconds
             while True:
@@ -138,8 +153,12 @@ def measure_aio(subject: Subject, target: str, name: str, seconds: float) -> flo
                 calls += 1
                 now = time.perf_counter()
                 if now >= end:
-                    return (now - start) / calls * 1e6
+                    return _cost(calls, now - start, time.process_time() - cpu)
         finally:
             await close()
 
     return asyncio.run(main())
+
+
+def _cost(calls: int, wall: float, cpu: float) -> Cost:
+    return Cost(wall / calls * 1e6, cpu / calls * 1e6)
