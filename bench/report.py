@@ -75,7 +75,13 @@ class Budget:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
     """A Markdown table, padded so it also reads well in a terminal."""
-    cells = [list(header), *[list(r) for r in rows]]
+    n = len(header)
+    # A short row (a failure) is padded; a long one keeps its extra cells in the last column.
+    fitted = [
+        [*r[: n - 1], " ".join(r[n - 1 :])] if len(r) >= n else [*r, *[""] * (n - len(r))]
+        for r in rows
+    ]
+    cells = [list(header), *fitted]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
 
     def line(row: Sequence[str]) -> str:
@@ -92,7 +98,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[
         )
         + "|"
     )
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+    return "\n".join([line(header), rule, *(line(r) for r in fitted)])
 
 
 def fmt_rps(value: float) -> str:
