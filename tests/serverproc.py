@@ -130,6 +130,21 @@ class ServerProcess:
         if self._reader is not None:
             self._reader.join(timeout=5)
 
+    def wait_logs(
+        self, count: int = 1, timeout: float = 10.0, **match: Any
+    ) -> list[dict[str, Any]]:
+        """Like ``logs``, waiting until at least ``count`` records match.
+
+        The server writes a call's line before replying, but this process
+        reads the server's stderr in a thread that may not have got there yet.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.logs(**match)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
+
     def logs(self, **match: Any) -> list[dict[str, Any]]:
         """Log records whose fields equal ``match``."""
         return [r for r in list(self.log_lines) if all(r.get(k) == v for k, v in match.items())]

@@ -133,6 +133,6 @@ def test_unexpected_failure_is_internal_without_internals(tmp_path: Path) -> Non
     assert request_id and request_id in f.message
     for leak in ["users", "sqlite", "SELECT", "Traceback", "no such table"]:
         assert leak not in f.message
-    logged = server.logs(msg="unexpected error", request_id=request_id)
+    logged = server.wait_logs(msg="unexpected error", request_id=request_id)
     assert logged and "no such table" in logged[0]["error"]
-    assert server.logs(msg="call", request_id=request_id)[0]["code"] == "INTERNAL"
+    assert server.wait_logs(msg="call", request_id=request_id)[0]["code"] == "INTERNAL"

@@ -12,7 +12,8 @@ otherwise, so this is the one place we subclass the adapter's transaction.
 from __future__ import annotations
 
 import asyncio
-import logging
+import io
+import json
 import subprocess
 import sys
 import time
@@ -95,16 +96,12 @@ def make_slow(store: Store, injected: Injected) -> Store:
     return store
 
 
-class Records(logging.Handler):
-    """Collects the per-call log lines' fields."""
+class Records(io.StringIO):
+    """The per-call log lines the server writes, parsed."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == "call":
-            self.calls.append(dict(record.fields))  # type: ignore[attr-defined]
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.getvalue().splitlines()]
 
 
 @dataclass
@@ -131,11 +128,12 @@ class Running:
 async def running(url: str, **settings: Any) -> AsyncIterator[Running]:
     injected = Injected()
     store = make_slow(await open_store(url), injected)
-    app = await build_app(Settings(address="127.0.0.1:0", store=url, **settings), store=store)
     records = Records()
-    logger = logging.getLogger("microposts.call")
-    logger.addHandler(records)
-    logger.setLevel(logging.INFO)
+    app = await build_app(
+        Settings(address="127.0.0.1:0", store=url, **settings),
+        store=store,
+        call_log_stream=records,
+    )
     await app.start()
     try:
         async with grpc.aio.insecure_channel(app.address) as channel:
@@ -145,7 +143,6 @@ async def running(url: str, **settings: Any) -> AsyncIterator[Running]:
             )
             yield run
     finally:
-        logger.removeHandler(records)
         await app.stop(0)
 
 
@@ -372,5 +369,5 @@ def test_grpcurl_max_time_is_the_deadline(tmp_path: Path) -> None:
             timeout=30,
         )
         assert result.returncode == 0, result.stderr
-        line = srv.logs(msg="call", method="/microposts.v1.MicropostService/ListMicroposts")[0]
+        line = srv.wait_logs(msg="call", method="/microposts.v1.MicropostService/ListMicroposts")[0]
         assert 0 < line["deadline_ms"] <= 2000

@@ -92,6 +92,7 @@ def test_one_log_line_per_call(server: ServerProcess) -> None:
         )
         with pytest.raises(grpc.RpcError):
             us.GetUser(upb.GetUserRequest(name="users/nobody"))
+    server.wait_logs(2, msg="call")
     ok = server.logs(msg="call", request_id="trace-123")
     assert len(ok) == 1
     line = ok[0]
@@ -171,7 +172,7 @@ def test_env_settings_apply(tmp_path: Path) -> None:
     with srv2, grpc.insecure_channel(srv2.address) as ch:
         with pytest.raises(grpc.RpcError):
             ugrpc.UserServiceStub(ch).GetUser(upb.GetUserRequest(name="users/nobody"))
-        line = srv2.logs(msg="call")[0]
+        line = srv2.wait_logs(msg="call")[0]
     assert line["deadline_ms"] is None
     assert 6000 < line["left_ms"] <= 7000  # the 7 s cap, not the 30 s default
 

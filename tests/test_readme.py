@@ -20,7 +20,7 @@ README_ADDRESS = "127.0.0.1:50051"
 
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
 POST_ID = re.compile(r"(?<=microposts/)[0-9a-z]{26}")
-ETAG = re.compile(r'(?<=\\")[0-9a-f]{16}(?=\\")')
+ETAG = re.compile(r'(?<=\\")[0-9a-f]{8,16}(?=\\")')
 
 
 def console_examples() -> list[tuple[str, str]]:

@@ -63,6 +63,13 @@ def calls(srv: ServerProcess) -> int:
     return len(srv.logs(msg="call"))
 
 
+def settle(a: ServerProcess, b: ServerProcess, total: int) -> None:
+    """Waits (boundedly) until the two servers' call lines, read in threads, add up."""
+    deadline = time.monotonic() + 10
+    while calls(a) + calls(b) < total and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_writes_through_one_replica_are_read_through_the_other(
     replicas: tuple[ServerProcess, ServerProcess],
 ) -> None:
@@ -116,10 +123,11 @@ def test_calls_spread_over_replicas_and_survive_losing_one(
         user = rpb.User(username="bob", display_name="Bob")
         users.CreateUser(upb.CreateUserRequest(user=user, request_id="bob-1"), timeout=5)
         get = upb.GetUserRequest(name="users/bob")
+        settle(a, b, 1)  # the create's line has arrived
         before = calls(a), calls(b)
         for _ in range(40):
             assert users.GetUser(get, timeout=5).username == "bob"
-        time.sleep(0.2)  # let the log lines arrive
+        settle(a, b, sum(before) + 40)
         spread = calls(a) - before[0], calls(b) - before[1]
         assert sum(spread) == 40 and min(spread) >= 10, spread
 

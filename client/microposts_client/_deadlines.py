@@ -95,15 +95,3 @@ class deadline:  # lower case: used like a function, as asyncio.timeout is
 
     def __repr__(self) -> str:
         return f"deadline({self._seconds!r})"
-
-
-def _enter_inherited(end: float) -> contextvars.Token[float | None]:
-    """Set the ambient end to ``end`` (or keep an earlier one); for the interceptors."""
-    outer = _END.get()
-    if outer is not None and outer < end:
-        end = outer
-    return _END.set(end)
-
-
-def _exit_inherited(token: contextvars.Token[float | None]) -> None:
-    _END.reset(token)

@@ -180,10 +180,19 @@ class DeadlineInterceptor(_AioBase):
     """``grpc.aio`` server interceptor: calls made by handlers inherit the incoming deadline.
 
     ``grpc.aio.server(interceptors=[DeadlineInterceptor()])``.
+
+    A server that builds its method handlers itself can instead apply
+    :meth:`wrap` to each one once, at start-up: the same effect without
+    grpc.aio's per-call interceptor dispatch, which costs tens of
+    microseconds a call (the MicroPosts server does this).
     """
 
     def __init__(self) -> None:
         self._cache = _Cache()
+
+    def wrap(self, handler: Handler) -> Handler:
+        """``handler``, wrapped so that its calls inherit the incoming deadline."""
+        return self._cache.wrapped(handler)
 
     async def intercept_service(
         self,
@@ -200,11 +209,16 @@ class DeadlineInterceptor(_AioBase):
 class SyncDeadlineInterceptor(_SyncBase):
     """``grpc.server`` (thread pool) interceptor: handlers' calls inherit the incoming deadline.
 
-    ``grpc.server(executor, interceptors=[SyncDeadlineInterceptor()])``.
+    ``grpc.server(executor, interceptors=[SyncDeadlineInterceptor()])``, or
+    :meth:`wrap` on each method handler at start-up.
     """
 
     def __init__(self) -> None:
         self._cache = _Cache()
+
+    def wrap(self, handler: Handler) -> Handler:
+        """``handler``, wrapped so that its calls inherit the incoming deadline."""
+        return self._cache.wrapped(handler)
 
     def intercept_service(
         self,

@@ -16,6 +16,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
@@ -23,10 +24,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from microposts_client import DeadlineInterceptor
-
 from .config import Settings
 from .domain import Unavailable
+from .logs import CallLog
 from .metrics import Metrics, serve_metrics
 from .rpc import DeadlinePolicy, add_services
 from .service import PageTokens, Service
@@ -140,8 +140,14 @@ class App:
         log.info("stopped")
 
 
-async def build_app(settings: Settings, *, store: Store | None = None) -> App:
-    """Builds the whole server; ``store`` replaces the one named in settings (tests)."""
+async def build_app(
+    settings: Settings, *, store: Store | None = None, call_log_stream: TextIO | None = None
+) -> App:
+    """Builds the whole server.
+
+    ``store`` replaces the one named in settings and ``call_log_stream`` the
+    per-call log's stream (stderr): both for tests.
+    """
     if store is None:
         store = await open_store(
             settings.store, durability=settings.durability, pool_size=settings.pool_size
@@ -150,11 +156,10 @@ async def build_app(settings: Settings, *, store: Store | None = None) -> App:
         store, PageTokens(await store.page_token_key()), request_ttl=settings.request_id_ttl
     )
     metrics = Metrics()
-    # DeadlineInterceptor: calls made through microposts_client inside a
-    # handler inherit the caller's deadline (none today; any added later).
-    server = grpc.aio.server(interceptors=[DeadlineInterceptor()], options=SERVER_OPTIONS)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_left=settings.min_deadline)
-    add_services(server, Servicers(service).methods(), policy, metrics)
+    call_log = CallLog(settings.log_level, call_log_stream)
+    add_services(server, Servicers(service).methods(), policy, metrics, call_log)
 
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,8 +1,8 @@
 """Structured logs: one JSON object per line on stderr.
 
-Records carry their fields in ``extra={"fields": {...}}``; the per-call line
-is written by ``rpc.py`` (method, code, duration, request id, peer, the
-deadline the caller sent, the time left at the end, store time).
+Records carry their fields in ``extra={"fields": {...}}``. The per-call line
+(method, code, duration, request id, peer, the deadline the caller sent, the
+time left at the end, store time) has its own fast writer, ``CallLog``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,3 +40,61 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def _json_string(value: str) -> str:
+    """``value`` as a JSON string; plain ASCII skips json.dumps (it is on every call)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return json.dumps(value)
+
+
+class CallLog:
+    """Writes the per-call line, one JSON object, without the ``logging`` machinery.
+
+    A ``logging`` call with a JSON formatter costs ~30 µs (LogRecord, caller
+    lookup, the handler's lock, a flush per line) and was the largest single
+    cost of a GetMicropost; this writer costs a few µs. Lines look exactly like
+    ``JsonFormatter``'s (logger ``microposts.call``, msg ``call``). Each line
+    is written before the reply leaves, so a caller that got its reply can
+    find its line.
+    """
+
+    def __init__(self, level: str, stream: TextIO | None = None) -> None:
+        self.enabled = logging.getLevelName(level.upper()) <= logging.INFO
+        self._stream = stream
+        self._second = -1
+        self._prefix = ""
+
+    def _ts(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+    def call(
+        self,
+        method: str,
+        code: str,
+        duration: float,
+        request_id: str,
+        peer: str,
+        sent: float | None,
+        left: float,
+        store_seconds: float,
+        store_calls: int,
+    ) -> None:
+        """Writes one call's line (method, code, duration, ids, deadline, store time)."""
+        deadline = "null" if sent is None else f"{sent * 1000:.1f}"
+        line = (
+            f'{{"ts": "{self._ts(time.time())}", "level": "info", "logger": "microposts.call", '
+            f'"msg": "call", "method": "{method}", "code": "{code}", '
+            f'"duration_ms": {duration * 1000:.3f}, "request_id": {_json_string(request_id)}, '
+            f'"peer": {_json_string(peer)}, "deadline_ms": {deadline}, '
+            f'"left_ms": {left * 1000:.1f}, "store_ms": {store_seconds * 1000:.3f}, '
+            f'"store_calls": {store_calls}}}\n'
+        )
+        stream = self._stream if self._stream is not None else sys.stderr
+        stream.write(line)
+        stream.flush()

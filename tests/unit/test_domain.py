@@ -78,10 +78,14 @@ def test_ids_are_ordered_unique_and_opaque() -> None:
     assert gen.new(1_600_000_000_000) > later
 
 
-def test_etags_change_with_version() -> None:
-    assert domain.etag_for("x", 1) == domain.etag_for("x", 1)
-    assert domain.etag_for("x", 1) != domain.etag_for("x", 2)
-    assert domain.etag_for("x", 1) != domain.etag_for("y", 1)
+def test_etags_change_with_every_update() -> None:
+    post = domain.Micropost("alice", "01abc", "hi", (), 1_000, 1_000, 1)
+    again = domain.Micropost("alice", "01abc", "hi", (), 1_000, 1_000, 1)
+    edited = domain.Micropost("alice", "01abc", "ho", (), 1_000, 1_001, 2)
+    assert post.etag == again.etag
+    assert post.etag != edited.etag
+    assert post.etag.startswith('"')
+    assert post.etag.endswith('"')
 
 
 def test_fingerprint_separates_fields() -> None:

@@ -193,8 +193,11 @@ class _SqliteTx(Transaction):
             budget.enter_store()
         if self.write:
             if budget is not None:
+                # Lock waits must end by the deadline. Re-set the timeout only
+                # when it would outlast the time left, or is far below it
+                # (a PRAGMA on every write would cost more than the write).
                 busy = max(1, int((budget.deadline - time.monotonic()) * 1000))
-                if busy != store._busy_ms:
+                if busy < store._busy_ms or busy > 2 * store._busy_ms:
                     self.conn.execute(f"PRAGMA busy_timeout = {busy}")
                     store._busy_ms = busy
             try:
