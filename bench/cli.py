@@ -6,10 +6,12 @@ One run of the bench:
    temporary directory), seeds the server through its API, and sends each
    scenario's request once from Python to check that it succeeds;
 2. throughput: h2load against echo and each scenario in turn, ``--repeats``
-   rounds (echo, Get, List, Create, BatchGet, echo, Get, ...);
+   rounds (echo, echo on uvloop, Get, List, Create, BatchGet, echo, ...),
+   with the server's CPU time per call beside the requests per second;
 3. latency with one call in flight (``h2load -c1 -m1``), echo and GetMicropost
    interleaved;
-4. the client wrapper against a raw generated stub, sync and async;
+4. the client wrapper against a raw generated stub, sync and async (the
+   calling process's CPU time per call, and wall time);
 5. ``--workers`` scaling: N MicroPosts workers against N echo processes
    sharing one port, when the server has a ``--workers`` option;
 
@@ -126,6 +128,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keep", action="store_true", help="keep the temporary directory (logs, database)"
     )
     args = p.parse_args(argv)
+    if args.repeats < 1 or args.duration <= 0 or args.client_seconds <= 0:
+        p.error("--repeats must be at least 1, --duration and --client-seconds above 0")
+    if args.clients < 1 or args.streams < 1 or any(n < 1 for n in args.workers or []):
+        p.error("--clients, --streams and --workers must be at least 1")
     if args.quick:
         args.duration = min(args.duration, 2.0)
         args.repeats = 1
@@ -224,6 +230,7 @@ class Bench:
         self.h2load_version = ""
         self.progress = Progress(0)
         self._runs = 0
+        self.load_before = ""
 
     # -- servers ---------------------------------------------------------
 
@@ -317,6 +324,7 @@ class Bench:
     def run(self) -> int:
         """Everything; returns the exit status."""
         a = self.args
+        self.load_before = report.load_average()
         parts = a.parts
         say = self.progress.say
         if parts & {"throughput", "latency", "workers"}:
@@ -684,6 +692,8 @@ class Bench:
             "with `BENCH_ARGS`)",
             "",
             *report.machine(self.h2load_version),
+            f"- Load average (1 min) before the run: {self.load_before}, after: "
+            f"{report.load_average()} (anything much above 0 means other work shared the cores)",
             f"- Server: `python -m microposts_server --store sqlite:///…` with its defaults"
             f"{' and ' + shlex.join(a.server_arg) if a.server_arg else ''}; "
             "the echo: `python -m bench.echo` (default asyncio loop, no middleware)",

@@ -149,6 +149,14 @@ def machine(h2load_version: str) -> list[str]:
     ]
 
 
+def load_average() -> str:
+    """The 1-minute load average, or "unknown"."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
 def now() -> str:
     """The current UTC time, to the minute."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
