@@ -68,6 +68,23 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / _TICK
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """Thread id -> (thread name, user + system CPU seconds) for process ``pid`` (Linux /proc)."""
+    out: dict[int, tuple[str, float]] = {}
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return out
+    for entry in tasks.iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        out[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICK)
+    return out
+
+
 class ServerProc:
     """One server process: ``with ServerProc("echo", argv, log) as s: s.port``."""
 

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import cli, h2load, report, seed
-from bench.procs import ROOT
+from bench.procs import ROOT, thread_cpu_seconds
 
 # Frames to show even when they are not ours: where per-call costs usually hide.
 INTERESTING = (
@@ -76,6 +76,29 @@ def summarize(raw: Path, cpu_us_per_call: float, top: int) -> str:
         share = n / total
         lines.append(f"  {share * 100:5.1f}%  {share * cpu_us_per_call:6.0f} µs/call  {name}")
     return "\n".join(lines)
+
+
+def by_thread(
+    pid: int,
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+    calls: int,
+) -> str:
+    """CPU µs per call by thread (from /proc): what py-spy's samples cannot say.
+
+    py-spy counts a thread that waits for the GIL as busy, so gRPC's poller
+    thread shows up as ``Thread.run`` with a large share; /proc says how much
+    CPU each thread really used.
+    """
+    totals: dict[str, float] = {}
+    for tid, (name, cpu) in after.items():
+        if tid in before:
+            # Other threads named "python" are grpc.aio's poller.
+            label = "main (event loop)" if tid == pid else name
+            totals[label] = totals.get(label, 0.0) + (cpu - before[tid][1]) / calls * 1e6
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
+    parts = [f"{name} {us:.0f}" for name, us in ranked if us >= 1]
+    return "CPU µs/call by thread (/proc, over the whole load): " + ", ".join(parts)
 
 
 def _frame(text: str) -> str:
@@ -141,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench_args.grpc_timeout,
             )
             runner = threading.Thread(target=bench.measure, args=(target, load, series))
+            threads_before = thread_cpu_seconds(server.pid)
             runner.start()
             raw = args.out / f"{target.label}.txt"
             svg = args.out / f"{target.label}.svg"
@@ -160,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 if done.returncode != 0:
                     print(f"py-spy failed ({done.returncode}): {done.stderr.strip()}")
             runner.join()
+            threads_after = thread_cpu_seconds(server.pid)
             if not raw.exists():
                 continue
             if target.error or not series.runs:
@@ -168,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             run = series.runs[0]
             print(f"\n## {target.label}: {run.rps:,.0f} req/s under h2load {load}")
             print(summarize(raw, series.cpu_us, args.top))
+            print(by_thread(server.pid, threads_before, threads_after, run.done))
             print(f"(raw stacks: {raw}; flame graph: {svg})")
     return 0
 
