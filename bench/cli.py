@@ -44,6 +44,7 @@ from bench.procs import ROOT, ServerError, ServerProc
 DOCS = ROOT / "docs" / "benchmarks.md"
 ECHO = "bare grpc.aio echo"
 ECHO_UVLOOP = "echo on uvloop (for reference)"
+DURABLE = "CreateMicropost, --durability full"
 BUDGETS = {
     "GetMicropost": report.Budget(0.75, aim=1.0),
     "CreateMicropost": report.Budget(0.5),
@@ -110,6 +111,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="echo_uvloop",
         action="store_false",
         help="throughput: leave out the reference row of the echo on uvloop",
+    )
+    p.add_argument(
+        "--no-durable-create",
+        dest="durable_create",
+        action="store_false",
+        help="throughput: leave out CreateMicropost on a server with --durability full",
     )
     p.add_argument("--quick", action="store_true", help="a smoke run: 2 s runs, 1 round")
     p.add_argument(
@@ -349,14 +356,15 @@ class Bench:
             self.notes.append(f"Client wrapper not measured: {why}.")
 
         h2 = parts & {"throughput", "latency"} or workers_ok
+        n_tp = 1 + a.echo_uvloop + len(a.methods)  # the throughput rows
+        n_tp += a.durable_create and "CreateMicropost" in a.methods
         steps = (
-            ("throughput" in parts) * ((1 + a.echo_uvloop + len(a.methods)) * (1 + a.repeats) + 1)
+            ("throughput" in parts) * (n_tp * (1 + a.repeats) + 1)
             + ("latency" in parts) * 2 * a.repeats
             + client_ok * 4 * a.repeats
             + workers_ok * len(workers) * 4 * a.repeats
             + 3
         )
-        n_tp = 1 + a.echo_uvloop + len(a.methods)
         seconds = (
             ("throughput" in parts) * (n_tp * (1 + a.repeats * a.duration) + 1)
             + ("latency" in parts) * 2 * a.repeats * a.duration
@@ -401,7 +409,8 @@ class Bench:
         if "throughput" in parts:
             uv = self.echo("echo uvloop", loop="uvloop") if a.echo_uvloop else None
             extra = [self.target(ECHO_UVLOOP, uv, seed.echo_scenario())] if uv else []
-            results["throughput"] = self._throughput(echo_target, extra + targets, server)
+            durable = self._durable_create() if server is not None else []
+            results["throughput"] = self._throughput(echo_target, [*extra, *targets, *durable])
         if "latency" in parts:
             results["latency"] = self._latency(echo_target, targets)
         if client_ok:
@@ -428,7 +437,20 @@ class Bench:
             return False
         return "--workers" in out.stdout
 
-    def _throughput(self, echo: Target, targets: list[Target], server: ServerProc | None) -> str:
+    def _durable_create(self) -> list[Target]:
+        """CreateMicropost on a second server with ``--durability full`` (fsync per commit)."""
+        a = self.args
+        if not a.durable_create or "CreateMicropost" not in a.methods:
+            return []
+        try:
+            server = self.microposts(DURABLE, self.tmp / "durable.db", "--durability", "full")
+            seeded = seed.seed(server.address, users=3, posts_per_user=0)
+        except (ServerError, grpc.RpcError) as exc:
+            self.notes.append(f"{DURABLE} skipped: {str(exc).splitlines()[0]}")
+            return []
+        return [self.target(DURABLE, server, seed.create_scenario(sorted(seeded.posts)))]
+
+    def _throughput(self, echo: Target, targets: list[Target]) -> str:
         a = self.args
         load = self.load()
         targets = [t for t in targets if t.label == ECHO_UVLOOP or t.scenario.method in a.methods]
@@ -436,40 +458,37 @@ class Bench:
         for t in order:
             self.progress.step(f"warm-up: {t.label}")
             self.warm_up(t)
-        creates = next((t for t in targets if t.scenario.method == "CreateMicropost"), None)
-        before = seed.count_posts(server.address, seed.WRITER) if server and creates else 0
+        creates = [t for t in targets if t.scenario.method == "CreateMicropost" and not t.error]
+        before = {t.label: seed.count_posts(t.server.address, seed.WRITER) for t in creates}
         for r in range(1, a.repeats + 1):
             for t in order:
                 self.progress.step(f"throughput {r}/{a.repeats}: {t.label} ({load})", a.duration)
                 self.measure(t, load)
-        check = ""
-        if server is not None and creates is not None and creates.series.runs:
-            self.progress.step("counting the posts the creates wrote")
-            created = seed.count_posts(server.address, seed.WRITER) - before
-            done = sum(r.done for r in creates.series.runs)
+        checks = []
+        self.progress.step("counting the posts the creates wrote")
+        for t in creates:
+            if not t.series.runs:
+                continue
+            created = seed.count_posts(t.server.address, seed.WRITER) - before[t.label]
+            done = sum(r.done for r in t.series.runs)
             # Warm-up creates count too, and calls cut off at the end of a run may still
             # commit: more posts than replies is expected, fewer means failed creates.
             ok = created >= done
-            check = (
-                f"CreateMicropost check: h2load saw {done:,} replies in the measured runs; "
-                f"the server holds {created:,} new posts (warm-up included): "
-                + (
-                    "every reply was a post written."
-                    if ok
-                    else "FEWER POSTS THAN REPLIES: creates failed."
-                )
+            checks.append(
+                f"{t.label} check: h2load saw {done:,} replies in the measured runs; the server "
+                f"holds {created:,} new posts (warm-up included): "
+                + ("every reply was a post written." if ok else "FEWER POSTS: creates failed.")
             )
             if not ok:
-                creates.error = "fewer posts written than replies"
-        else:
-            self.progress.step("(no creates to count)")
+                t.error = "fewer posts written than replies"
+        check = "\n\n".join(checks)
         header = ["call", "req/s", "spread", "p50 ms", "p99 ms", "CPU µs/call"]
         header += [f"{report.TIMES} echo", "by CPU", "budget"]
         rows = []
         base = echo.series.rps if echo.series.runs else 0.0
         base_cpu = echo.series.cpu_us
         for t in order:
-            if not t.series.runs:
+            if t.error or not t.series.runs:
                 failed = f"failed: {t.error}" if t.error else "not run"
                 rows.append([t.label, *["—"] * (len(header) - 2), failed])
                 continue

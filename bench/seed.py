@@ -76,20 +76,25 @@ def scenarios(seeded: Seeded, *, page_size: int = 50, batch: int = 20) -> list[S
             "ListMicroposts",
             m.ListMicropostsRequest(parent=f"users/{first}", page_size=page_size),
         ),
-        # No request_id: h2load sends the same body every time, and the same
-        # request_id would make every call after the first a replay (AIP-155).
-        Scenario(
-            "CreateMicropost",
-            m.CreateMicropostRequest(
-                parent=f"users/{WRITER}",
-                micropost=resources_pb2.Micropost(
-                    text=f"Benchmarking with @{users[1]} and @{users[2]}: a post of a typical size."
-                ),
-            ),
-            reply_varies=True,
-        ),
+        create_scenario(users),
         Scenario("BatchGetMicroposts", m.BatchGetMicropostsRequest(names=spread)),
     ]
+
+
+def create_scenario(users: list[str]) -> Scenario:
+    """A post by the writer that mentions two seeded users (at least three are needed)."""
+    # No request_id: h2load sends the same body every time, and the same
+    # request_id would make every call after the first a replay (AIP-155).
+    return Scenario(
+        "CreateMicropost",
+        micropost_service_pb2.CreateMicropostRequest(
+            parent=f"users/{WRITER}",
+            micropost=resources_pb2.Micropost(
+                text=f"Benchmarking with @{users[1]} and @{users[2]}: a post of a typical size."
+            ),
+        ),
+        reply_varies=True,
+    )
 
 
 def echo_scenario() -> Scenario:
