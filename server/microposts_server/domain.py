@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 USERNAME_RE = re.compile(r"[a-z0-9_]{3,30}")
 MICROPOST_ID_RE = re.compile(r"[0-9a-z]{1,64}")
@@ -108,8 +108,11 @@ class DeadlineExceeded(DomainError):
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class User:
+# Resources are NamedTuples: immutable like frozen dataclasses, and built
+# several times faster (one is built for every row read, on every call).
+
+
+class User(NamedTuple):
     """A registered user."""
 
     username: str
@@ -121,9 +124,8 @@ class User:
         return f"users/{self.username}"
 
 
-@dataclass(frozen=True, slots=True)
-class Micropost:
-    """A short post. ``version`` counts text changes and drives the etag."""
+class Micropost(NamedTuple):
+    """A short post. ``version`` counts its changes (1 when created)."""
 
     username: str
     id: str
@@ -159,8 +161,7 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class MicropostName:
+class MicropostName(NamedTuple):
     """A parsed "users/{username}/microposts/{id}"."""
 
     username: str

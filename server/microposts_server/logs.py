@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -95,6 +96,7 @@ class CallLog:
             f'"left_ms": {left * 1000:.1f}, "store_ms": {store_seconds * 1000:.3f}, '
             f'"store_calls": {store_calls}}}\n'
         )
-        stream = self._stream if self._stream is not None else sys.stderr
-        stream.write(line)
-        stream.flush()
+        if self._stream is None:
+            os.write(2, line.encode())  # one syscall; stderr's text layer adds ~2 us
+        else:
+            self._stream.write(line)

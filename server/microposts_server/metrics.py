@@ -18,7 +18,7 @@ class Metrics:
         self.seconds: dict[str, float] = {}
 
     def observe(self, method: str, code: str, seconds: float) -> None:
-        self.calls[(method, code)] += 1
+        self.calls[method, code] += 1
         self.seconds[method] = self.seconds.get(method, 0.0) + seconds
 
     def reject(self, method: str) -> None:

@@ -98,6 +98,7 @@ class SqliteStore:
         self._deadline: float | None = None
         self._busy_ms = DEFAULT_BUSY_MS
         self._key: bytes | None = None
+        self.cursor = conn.cursor()
         conn.set_progress_handler(self._progress, PROGRESS_STEPS)
 
     @classmethod
@@ -175,11 +176,12 @@ class SqliteStore:
 class _SqliteTx(Transaction):
     """One transaction; also its own async context manager (no generator cost)."""
 
-    __slots__ = ("budget", "conn", "store", "write")
+    __slots__ = ("budget", "conn", "cur", "store", "write")
 
     def __init__(self, store: SqliteStore, write: bool) -> None:
         self.store = store
         self.conn = store.conn
+        self.cur = store.cursor  # reused: a new cursor per statement costs more
         self.write = write
         self.budget = deadlines.CURRENT.get()
 
@@ -258,15 +260,15 @@ class _SqliteTx(Transaction):
     # -- reads and writes --------------------------------------------------
 
     def secret(self, key: str) -> bytes:
-        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        row = self.cur.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         if row is None:
             value = secrets.token_hex(32)
-            self.conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, value))
+            self.cur.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, value))
             return bytes.fromhex(value)
         return bytes.fromhex(row[0])
 
     async def get_user(self, username: str) -> User | None:
-        row = self.conn.execute(
+        row = self.cur.execute(
             "SELECT username, display_name, create_time FROM users WHERE username = ?",
             (username,),
         ).fetchone()
@@ -274,7 +276,7 @@ class _SqliteTx(Transaction):
 
     async def insert_user(self, user: User) -> None:
         try:
-            self.conn.execute(
+            self.cur.execute(
                 "INSERT INTO users (username, display_name, create_time) VALUES (?, ?, ?)",
                 (user.username, user.display_name, user.create_time),
             )
@@ -282,7 +284,7 @@ class _SqliteTx(Transaction):
             raise DuplicateKey("users") from exc
 
     async def list_users(self, after: str | None, limit: int) -> list[User]:
-        rows = self.conn.execute(
+        rows = self.cur.execute(
             "SELECT username, display_name, create_time FROM users "
             "WHERE username > ? ORDER BY username LIMIT ?",
             (after or "", limit),
@@ -293,7 +295,7 @@ class _SqliteTx(Transaction):
         if not usernames:
             return set()
         marks = ",".join("?" * len(usernames))
-        rows = self.conn.execute(
+        rows = self.cur.execute(
             f"SELECT username FROM users WHERE username IN ({marks})", tuple(usernames)
         ).fetchall()
         return {row[0] for row in rows}
@@ -301,7 +303,7 @@ class _SqliteTx(Transaction):
     async def get_micropost(
         self, username: str, post_id: str, *, for_update: bool = False
     ) -> Micropost | None:
-        row = self.conn.execute(
+        row = self.cur.execute(
             f"SELECT {_POST_COLUMNS} FROM microposts WHERE id = ? AND username = ?",
             (post_id, username),
         ).fetchone()
@@ -309,13 +311,13 @@ class _SqliteTx(Transaction):
 
     async def get_microposts(self, post_ids: Sequence[str]) -> dict[str, Micropost]:
         marks = ",".join("?" * len(post_ids))
-        rows = self.conn.execute(
+        rows = self.cur.execute(
             f"SELECT {_POST_COLUMNS} FROM microposts WHERE id IN ({marks})", tuple(post_ids)
         ).fetchall()
         return {row[1]: _post(row) for row in rows}
 
     async def insert_micropost(self, post: Micropost) -> None:
-        self.conn.execute(
+        self.cur.execute(
             f"INSERT INTO microposts ({_POST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 post.username,
@@ -329,7 +331,7 @@ class _SqliteTx(Transaction):
         )
 
     async def update_micropost(self, post: Micropost) -> None:
-        self.conn.execute(
+        self.cur.execute(
             "UPDATE microposts SET text = ?, referenced_users = ?, update_time = ?, version = ? "
             "WHERE id = ? AND username = ?",
             (
@@ -343,7 +345,7 @@ class _SqliteTx(Transaction):
         )
 
     async def delete_micropost(self, username: str, post_id: str) -> None:
-        self.conn.execute(
+        self.cur.execute(
             "DELETE FROM microposts WHERE id = ? AND username = ?", (post_id, username)
         )
 
@@ -353,12 +355,12 @@ class _SqliteTx(Transaction):
         # "~" sorts after every id character: no cursor means "from the newest".
         cursor = before if before is not None else "~"
         if username is None:
-            rows = self.conn.execute(
+            rows = self.cur.execute(
                 f"SELECT {_POST_COLUMNS} FROM microposts WHERE id < ? ORDER BY id DESC LIMIT ?",
                 (cursor, limit),
             ).fetchall()
         else:
-            rows = self.conn.execute(
+            rows = self.cur.execute(
                 f"SELECT {_POST_COLUMNS} FROM microposts WHERE username = ? AND id < ? "
                 "ORDER BY id DESC LIMIT ?",
                 (username, cursor, limit),
@@ -366,7 +368,7 @@ class _SqliteTx(Transaction):
         return [_post(row) for row in rows]
 
     async def get_request(self, scope: str, request_id: str, now: int) -> RequestRecord | None:
-        row = self.conn.execute(
+        row = self.cur.execute(
             "SELECT scope, request_id, fingerprint, response, expire_time FROM requests "
             "WHERE scope = ? AND request_id = ? AND expire_time > ?",
             (scope, request_id, now),
@@ -375,7 +377,7 @@ class _SqliteTx(Transaction):
 
     async def put_request(self, record: RequestRecord) -> None:
         # An expired twin may linger until the next purge: take its place.
-        cursor = self.conn.execute(
+        cursor = self.cur.execute(
             "INSERT INTO requests (scope, request_id, fingerprint, response, expire_time) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, request_id) DO UPDATE SET "
             "fingerprint = excluded.fingerprint, response = excluded.response, "
