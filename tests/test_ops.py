@@ -162,12 +162,13 @@ def test_store_folder_missing_fails_naming_it(tmp_path: Path) -> None:
 
 
 def test_env_settings_apply(tmp_path: Path) -> None:
-    env = {"MICROPOSTS_LOG_LEVEL": "warning", "MICROPOSTS_MAX_DEADLINE": "7"}
-    srv = ServerProcess(f"sqlite:///{tmp_path / 'e.db'}", env=env, startup_timeout=3)
-    # At warning level the "serving" line is not logged, so the helper cannot
-    # find the port: start must fail, proving the variable was read.
-    with pytest.raises(RuntimeError):
-        srv.start()
+    quiet = ServerProcess(f"sqlite:///{tmp_path / 'e.db'}", env={"MICROPOSTS_LOG_LEVEL": "warning"})
+    with quiet, grpc.insecure_channel(quiet.address) as ch:  # "serving" shows at any level
+        with pytest.raises(grpc.RpcError):
+            ugrpc.UserServiceStub(ch).GetUser(upb.GetUserRequest(name="users/nobody"))
+        quiet.stop()
+    assert quiet.logs(msg="stopped")
+    assert quiet.logs(msg="call") == []  # warning level: no per-call lines
     srv2 = ServerProcess(f"sqlite:///{tmp_path / 'e2.db'}", env={"MICROPOSTS_MAX_DEADLINE": "7"})
     with srv2, grpc.insecure_channel(srv2.address) as ch:
         with pytest.raises(grpc.RpcError):

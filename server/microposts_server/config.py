@@ -131,7 +131,7 @@ SETTINGS: tuple[Option, ...] = (
         "log_level",
         _choice("debug", "info", "warning", "error"),
         "debug, info, warning or error",
-        "log level; info logs one line per call",
+        "log level; info logs one line per call; start and stop lines show at any level",
     ),
     Option(
         "grace", _seconds, "seconds >= 0", "on SIGTERM/SIGINT, how long in-flight calls may finish"

@@ -34,13 +34,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+LIFECYCLE_LOGGERS = ("microposts.server", "microposts.workers")
+
+
 def configure(level: str) -> None:
-    """Sends every logger's records to stderr as JSON lines at ``level``."""
+    """Sends every logger's records to stderr as JSON lines at ``level``.
+
+    The lifecycle lines ("serving" with the address, "shutting down",
+    "stopped", store outages) are logged whatever the level: they are few,
+    and whoever started the server needs them (the address, when it bound
+    port 0). ``--log-level warning`` silences the per-call lines.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in LIFECYCLE_LOGGERS:
+        logging.getLogger(name).setLevel(min(logging.INFO, root.level))
 
 
 def _json_string(value: str) -> str:
