@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 USERNAME_RE = re.compile(r"[a-z0-9_]{3,30}")
 MICROPOST_ID_RE = re.compile(r"[0-9a-z]{1,64}")
+MICROPOST_NAME_RE = re.compile(r"users/([a-z0-9_]{3,30})/microposts/([0-9a-z]{1,64})")
 # "@name" not preceded by a word character (so e-mail addresses do not count)
 # and not followed by one (so "@bobby" does not mention "bob").
 MENTION_RE = re.compile(r"(?<![A-Za-z0-9_])@([a-z0-9_]{3,30})(?![A-Za-z0-9_])")
@@ -168,7 +170,13 @@ class MicropostName(NamedTuple):
     id: str
 
 
-@dataclass(slots=True)
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+# Every pair of base32 digits, indexed by the 10 bits they spell: encoding an
+# id takes 13 lookups instead of 26 shifts (ids are made on every create).
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+_ID_SHIFTS = tuple(range(120, -1, -10))
+
+
 class IdGenerator:
     """Time-ordered, globally unique, opaque micropost ids (ULID-like).
 
@@ -178,11 +186,12 @@ class IdGenerator:
     concurrent inserts; across replicas they are unique and ordered by time.
     """
 
-    _last_ms: int = 0
-    _last_rand: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+    def __init__(self) -> None:
+        self._last_ms = 0
+        self._last_rand = 0
+        self._lock = threading.Lock()
+        # Seeded from the OS: independent across processes and replicas.
+        self._random = random.Random(os.urandom(16))
 
     def new(self, now_ms: int | None = None) -> str:
         ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
@@ -191,17 +200,13 @@ class IdGenerator:
                 ms = self._last_ms
                 rand = self._last_rand + 1
                 if rand >= 1 << 80:  # astronomically unlikely: move to the next ms
-                    ms, rand = ms + 1, int.from_bytes(os.urandom(10), "big") >> 1
+                    ms, rand = ms + 1, self._random.getrandbits(79)
             else:
-                rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to count up
+                rand = self._random.getrandbits(79)  # leave room to count up
             self._last_ms, self._last_rand = ms, rand
         value = (ms << 80) | rand
-        alphabet = self._ALPHABET
-        chars = []
-        for _ in range(26):
-            chars.append(alphabet[value & 31])
-            value >>= 5
-        return "".join(reversed(chars))
+        pairs = _PAIRS
+        return "".join([pairs[(value >> shift) & 1023] for shift in _ID_SHIFTS])
 
 
 # --------------------------------------------------------------------------
@@ -265,20 +270,14 @@ def parse_parent(value: str, field: str = "parent") -> str | None:
 
 def parse_micropost_name(value: str, field: str) -> MicropostName:
     """ "users/{username}/microposts/{id}" -> MicropostName."""
+    match = MICROPOST_NAME_RE.fullmatch(value)
+    if match is not None:
+        return MicropostName(match[1], match[2])
     if not value:
         raise InvalidArgument.one(field, 'is required, e.g. "users/alice/microposts/{id}"')
-    parts = value.split("/")
-    if (
-        len(parts) != 4
-        or parts[0] != "users"
-        or parts[2] != "microposts"
-        or not USERNAME_RE.fullmatch(parts[1])
-        or not MICROPOST_ID_RE.fullmatch(parts[3])
-    ):
-        raise InvalidArgument.one(
-            field, f'must be "users/{{username}}/microposts/{{micropost_id}}", got {value!r}'
-        )
-    return MicropostName(parts[1], parts[3])
+    raise InvalidArgument.one(
+        field, f'must be "users/{{username}}/microposts/{{micropost_id}}", got {value!r}'
+    )
 
 
 def page_size(value: int, field: str = "page_size") -> int:
