@@ -257,12 +257,16 @@ class Service:
             raise InvalidArgument(violations)
         author = username
 
+        named = mentions(text)
+
         async def make(tx: Transaction, now: int) -> Micropost:
-            if await tx.get_user(author) is None:
+            # One query answers both "does the author exist?" and "which of
+            # the mentioned users exist?".
+            existing = await tx.existing_usernames([author, *named])
+            if author not in existing:
                 raise NotFound("User", parent)
-            post = Micropost(
-                author, self.ids.new(now // 1000), text, await self._referenced(tx, text), now, now
-            )
+            referenced = tuple(u for u in named if u in existing)
+            post = Micropost(author, self.ids.new(now // 1000), text, referenced, now, now)
             await tx.insert_micropost(post)
             return post
 
