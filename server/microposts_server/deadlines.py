@@ -72,14 +72,3 @@ class Budget:
 
 
 CURRENT: ContextVar[Budget | None] = ContextVar("microposts_budget", default=None)
-
-
-def current() -> Budget | None:
-    """The budget of the call being handled, if any (None outside calls)."""
-    return CURRENT.get()
-
-
-def store_deadline() -> float | None:
-    """The monotonic time by which the store's work must end (None: unbounded)."""
-    budget = CURRENT.get()
-    return None if budget is None else budget.deadline

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from .domain import (
     Aborted,
@@ -108,8 +108,3 @@ def internal(request_id: str) -> Failure:
         f"internal error; the server log has the details under request id {request_id}",
         (error_details_pb2.RequestInfo(request_id=request_id),),
     )
-
-
-def code_name(code: int) -> str:
-    """google.rpc.Code number -> name, for logs."""
-    return str(code_pb2.Code.Name(code))

@@ -4,7 +4,7 @@ A ``Store`` hands out transactions: ``async with store.write() as tx`` commits
 when the block ends normally and rolls back whole when it raises (a deadline,
 a cancellation, a bug): a write is never half-applied. ``store.read()`` gives
 the same interface for reads. Each adapter bounds its work by the current
-call's budget (``deadlines.store_deadline()``), adds the time it spent to the
+call's budget (``deadlines.CURRENT``), adds the time it spent to the
 budget, and translates its driver's errors into the ones below or into
 domain errors (``Unavailable``, ``DeadlineExceeded``) so that no driver
 exception reaches the use cases.
