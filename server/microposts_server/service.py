@@ -325,6 +325,16 @@ class Service:
             return Page(posts, self.tokens.encode("microposts", parent, posts[-1].id))
         return Page(posts, None)
 
+    @staticmethod
+    async def _current(tx: Transaction, parsed: MicropostName, name: str, etag: str) -> Micropost:
+        """The post to change, locked; NOT_FOUND, or ABORTED if ``etag`` is stale."""
+        post = await tx.get_micropost(parsed.username, parsed.id, for_update=True)
+        if post is None:
+            raise NotFound("Micropost", name)
+        if etag and etag != post.etag:
+            raise Aborted("Micropost", name, "etag mismatch")
+        return post
+
     async def update_micropost(
         self, name: str, text: str, etag: str, mask: Sequence[str]
     ) -> Micropost:
@@ -342,11 +352,7 @@ class Service:
         if violations or parsed is None:
             raise InvalidArgument(violations)
         async with self.store.write() as tx:
-            post = await tx.get_micropost(parsed.username, parsed.id, for_update=True)
-            if post is None:
-                raise NotFound("Micropost", name)
-            if etag and etag != post.etag:
-                raise Aborted("Micropost", name, "etag mismatch")
+            post = await self._current(tx, parsed, name, etag)
             updated = Micropost(
                 post.username,
                 post.id,
@@ -366,9 +372,5 @@ class Service:
         if violations or parsed is None:
             raise InvalidArgument(violations)
         async with self.store.write() as tx:
-            post = await tx.get_micropost(parsed.username, parsed.id, for_update=True)
-            if post is None:
-                raise NotFound("Micropost", name)
-            if etag and etag != post.etag:
-                raise Aborted("Micropost", name, "etag mismatch")
+            await self._current(tx, parsed, name, etag)
             await tx.delete_micropost(parsed.username, parsed.id)
