@@ -265,6 +265,8 @@ class Supervisor:
         """Relays a finished worker's last lines and closes its pipe."""
         proc = worker.proc
         assert proc is not None and proc.stderr is not None
+        if proc.stderr.closed:  # drained already (a worker that failed at start-up)
+            return
         if self._registered(proc.stderr):
             os.set_blocking(proc.stderr.fileno(), True)  # it has exited: read to EOF
             while self._registered(proc.stderr):

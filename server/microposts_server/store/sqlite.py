@@ -108,20 +108,32 @@ class SqliteStore:
             parent = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(parent):
                 raise Unavailable(f"store directory {parent!r} does not exist")
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {DEFAULT_BUSY_MS}")
-            if path != ":memory:":
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise Unavailable(f"could not put {path!r} in WAL mode (got {mode})")
-            sync = "FULL" if durability == "full" else "NORMAL"
-            conn.execute(f"PRAGMA synchronous = {sync}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            store = cls(conn, path)
-            store._migrate()
-        except sqlite3.Error as exc:
-            raise Unavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
+        # Workers that start together on a new file race to switch it to WAL
+        # and to migrate it; SQLite refuses the loser at once ("database is
+        # locked", without calling the busy handler), so it tries again.
+        give_up = time.monotonic() + DEFAULT_BUSY_MS / 1000
+        while True:
+            conn = None
+            try:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {DEFAULT_BUSY_MS}")
+                if path != ":memory:":
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if mode.lower() != "wal":
+                        raise Unavailable(f"could not put {path!r} in WAL mode (got {mode})")
+                sync = "FULL" if durability == "full" else "NORMAL"
+                conn.execute(f"PRAGMA synchronous = {sync}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                store = cls(conn, path)
+                store._migrate()
+                break
+            except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
+                if "locked" in str(exc) and time.monotonic() < give_up:
+                    time.sleep(0.05)
+                    continue
+                raise Unavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
         return store
 
     def _migrate(self) -> None:
