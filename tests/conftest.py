@@ -1,4 +1,4 @@
-"""Shared fixtures: store URLs for every store, and a real server on port 0."""
+"""The one set of fixtures: stores, real servers on port 0, in-process gRPC servers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
 from tests import pg
+from tests.grpcservers import Downstream, LoopThread, Scripted
 from tests.serverproc import ServerProcess
 
 # Every store the server supports; integration tests taking ``store_url`` (or
@@ -72,3 +73,35 @@ def users(channel: grpc.Channel) -> user_service_pb2_grpc.UserServiceStub:
 @pytest.fixture
 def posts(channel: grpc.Channel) -> micropost_service_pb2_grpc.MicropostServiceStub:
     return micropost_service_pb2_grpc.MicropostServiceStub(channel)
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    """An event loop in a thread, for in-process gRPC servers."""
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture
+def stalled(loop_thread: LoopThread) -> Iterator[Downstream]:
+    """A GetUser that never answers and records the deadline of each call."""
+    d = Downstream(loop_thread, stall=True)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def scripted(loop_thread: LoopThread) -> Iterator[Scripted]:
+    """A MicroPosts fake whose calls fail as each test scripts."""
+    s = Scripted(loop_thread)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def microposts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real MicroPosts server (SQLite) shared by a module's tests."""
+    db: Path = tmp_path_factory.mktemp("client") / "microposts.db"
+    with ServerProcess(f"sqlite:///{db}") as srv:
+        yield srv

@@ -15,7 +15,7 @@ from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
 from tests.serverproc import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def call_on_fresh_connections(srv: ServerProcess, count: int) -> set[int]:

@@ -9,7 +9,7 @@ import pytest
 from google.rpc import error_details_pb2
 
 import microposts_client as mc
-from tests.client.support import Scripted, rich_status
+from tests.grpcservers import Scripted, rich_status
 from tests.serverproc import ServerProcess
 
 EXPECTED: dict[grpc.StatusCode, type[mc.ServiceError]] = {

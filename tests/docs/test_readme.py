@@ -13,7 +13,7 @@ import pytest
 from microposts_server.config import SETTINGS, default_text
 from tests.serverproc import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 README_ADDRESS = "127.0.0.1:50051"

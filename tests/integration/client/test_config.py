@@ -24,7 +24,7 @@ from microposts_client import (
 )
 from microposts_client._config import build_target
 from microposts_client._retry import pause_before_retry
-from tests.client.support import Downstream, LoopThread
+from tests.grpcservers import Downstream, LoopThread
 
 
 def test_targets() -> None:

@@ -26,7 +26,7 @@ from microposts_client import (
     ServiceError,
     SyncDeadlineInterceptor,
 )
-from tests.client.support import Downstream, LoopThread, start_aio_server
+from tests.grpcservers import Downstream, LoopThread, start_aio_server
 
 
 class AioRelay:

@@ -20,7 +20,7 @@ from microposts_client import (
     ResourceExhausted,
     Unavailable,
 )
-from tests.client.support import Downstream, LoopThread, Scripted, TcpProxy, rich_status
+from tests.grpcservers import Downstream, LoopThread, Scripted, TcpProxy, rich_status
 from tests.serverproc import ServerProcess
 
 UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, ())
@@ -178,7 +178,7 @@ def test_async_lost_create_reply(scripted: Scripted) -> None:
 def test_real_server_lost_reply_makes_exactly_one_post(
     loop_thread: LoopThread, microposts_server: ServerProcess
 ) -> None:
-    from tests.client.support import Forwarder
+    from tests.grpcservers import Forwarder
 
     forwarder = Forwarder(loop_thread, microposts_server.address)
     forwarder.lose_replies["CreateMicropost"] = 1

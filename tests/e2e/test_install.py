@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 CHECK = """
 import microposts.v1.micropost_service_pb2_grpc, microposts.v1.user_service_pb2_grpc

@@ -17,7 +17,7 @@ from microposts_client import (
     deadline,
     time_remaining,
 )
-from tests.client.support import Downstream, LoopThread
+from tests.grpcservers import Downstream, LoopThread
 
 
 def test_stalled_call_raises_deadline_exceeded_near_its_timeout(stalled: Downstream) -> None:
