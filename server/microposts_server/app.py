@@ -28,8 +28,9 @@ from .config import Settings
 from .domain import Unavailable
 from .logs import CallLog
 from .metrics import Metrics, serve_metrics
+from .page_tokens import PageTokens
 from .rpc import DeadlinePolicy, add_services
-from .service import PageTokens, Service
+from .service import Service
 from .servicers import MICROPOST_SERVICE, USER_SERVICE, Servicers
 from .store import Store, open_store
 

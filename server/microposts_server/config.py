@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import deadlines
+from . import deadlines, idempotency
 from .store import StoreURLError
 from .store import check_url as check_store_url
 
@@ -35,7 +35,7 @@ class Settings:
     min_deadline: Mapping[str, float] = field(
         default_factory=lambda: {"*": deadlines.DEFAULT_MIN_DEADLINE}
     )
-    request_id_ttl: float = 24 * 3600.0
+    request_id_ttl: float = idempotency.DEFAULT_REQUEST_TTL
     durability: str = "normal"
     workers: int = 1
     pool_size: int = 10

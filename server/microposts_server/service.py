@@ -7,15 +7,11 @@ objects or raises domain errors. It knows nothing of grpc or protobuf.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from . import idempotency
 from .domain import (
     MAX_BATCH,
     Aborted,
@@ -40,79 +36,13 @@ from .domain import (
     parse_parent,
     parse_user_name,
 )
-from .store import DuplicateKey, RequestRecord, Store, Transaction
+from .idempotency import Idempotency
+from .page_tokens import PageTokens
+from .store import DuplicateKey, Store, Transaction
 
 T = TypeVar("T")
 
-DEFAULT_REQUEST_TTL = 24 * 3600.0  # seconds a request_id is remembered (AIP-155)
 UPDATABLE_FIELDS = frozenset({"text", "*"})
-
-
-class PageTokens:
-    """Opaque, tamper-proof page tokens bound to a list method and its parent.
-
-    A token is base64url(HMAC-SHA256(key, payload)[:16] + payload), payload
-    "kind \\x1f parent \\x1f cursor". The key lives in the store, so every
-    replica on one database accepts every other's tokens. A token that fails
-    its MAC, or that belongs to another method or parent, is rejected
-    (INVALID_ARGUMENT, field ``page_token``): never a crash, never another
-    parent's data. Nothing else is bound in: page_size may change between
-    pages (AIP-158).
-    """
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
-
-    def encode(self, kind: str, parent: str, cursor: str) -> str:
-        payload = f"{kind}\x1f{parent}\x1f{cursor}".encode()
-        return base64.urlsafe_b64encode(self._mac(payload) + payload).rstrip(b"=").decode()
-
-    def decode(self, token: str, kind: str, parent: str, field: str = "page_token") -> str:
-        """The cursor in ``token``; raises InvalidArgument if it is not valid here."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
-            raise InvalidArgument.one(field, "is not a page token this service issued") from None
-        mac, payload = raw[:16], raw[16:]
-        if len(raw) < 18 or not hmac.compare_digest(mac, self._mac(payload)):
-            raise InvalidArgument.one(field, "is not a page token this service issued")
-        got_kind, got_parent, cursor = payload.decode().split("\x1f", 2)
-        if got_kind != kind or got_parent != parent:
-            raise InvalidArgument.one(
-                field, f"was issued for another request (parent {got_parent!r}), not this one"
-            )
-        return cursor
-
-
-def _user_json(user: User) -> str:
-    return json.dumps([user.username, user.display_name, user.create_time])
-
-
-def _user_from_json(text: str) -> User:
-    username, display_name, create_time = json.loads(text)
-    return User(username, display_name, create_time)
-
-
-def _post_json(post: Micropost) -> str:
-    return json.dumps(
-        [
-            post.username,
-            post.id,
-            post.text,
-            list(post.referenced_users),
-            post.create_time,
-            post.update_time,
-            post.version,
-        ]
-    )
-
-
-def _post_from_json(text: str) -> Micropost:
-    username, post_id, body, refs, create_time, update_time, version = json.loads(text)
-    return Micropost(username, post_id, body, tuple(refs), create_time, update_time, version)
 
 
 def _collect(violations: list[Violation], check: Callable[[], T]) -> T | None:
@@ -132,66 +62,18 @@ class Service:
         store: Store,
         tokens: PageTokens,
         *,
-        request_ttl: float = DEFAULT_REQUEST_TTL,
+        request_ttl: float = idempotency.DEFAULT_REQUEST_TTL,
         ids: IdGenerator | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.store = store
         self.tokens = tokens
-        self.request_ttl_us = int(request_ttl * 1_000_000)
         self.ids = ids or IdGenerator()
         self._clock = clock
+        self.requests = Idempotency(store, request_ttl, self._now)
 
     def _now(self) -> int:
         return self._clock() // 1000
-
-    # -- idempotency (AIP-155) ---------------------------------------------
-
-    @staticmethod
-    def _replay(prior: RequestRecord | None, body: str, decode: Callable[[str], T]) -> T | None:
-        if prior is None:
-            return None
-        if prior.fingerprint != body:
-            raise InvalidArgument.one(
-                "request_id", "was already used for a different request; use a new request_id"
-            )
-        return decode(prior.response)
-
-    async def _create(
-        self,
-        scope: str,
-        request_id: str,
-        body: str,
-        codec: tuple[Callable[[T], str], Callable[[str], T]],
-        make: Callable[[Transaction, int], Awaitable[T]],
-    ) -> T:
-        """Runs ``make`` in a write transaction, idempotently per request id (AIP-155).
-
-        A replay of a remembered request returns the remembered response; a
-        concurrent twin that commits first makes our insert of the record hit
-        ``DuplicateKey("requests")``: we roll back and replay its response.
-        """
-        encode, decode = codec
-        for attempt in (1, 2):
-            now = self._now()
-            try:
-                async with self.store.write() as tx:
-                    if request_id:
-                        prior = await tx.get_request(scope, request_id, now)
-                        replayed = self._replay(prior, body, decode)
-                        if replayed is not None:
-                            return replayed
-                    result = await make(tx, now)
-                    if request_id:
-                        record = RequestRecord(
-                            scope, request_id, body, encode(result), now + self.request_ttl_us
-                        )
-                        await tx.put_request(record)
-                    return result
-            except DuplicateKey as exc:
-                if exc.table != "requests" or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     # -- users ---------------------------------------------------------------
 
@@ -209,11 +91,11 @@ class Service:
             return user
 
         try:
-            return await self._create(
+            return await self.requests.create(
                 "CreateUser",
                 request_id,
                 fingerprint(username, display_name),
-                (_user_json, _user_from_json),
+                idempotency.USER,
                 make,
             )
         except DuplicateKey as exc:
@@ -270,11 +152,11 @@ class Service:
             await tx.insert_micropost(post)
             return post
 
-        return await self._create(
+        return await self.requests.create(
             f"CreateMicropost {parent}",
             request_id,
             fingerprint(text),
-            (_post_json, _post_from_json),
+            idempotency.MICROPOST,
             make,
         )
 

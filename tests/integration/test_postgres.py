@@ -25,7 +25,8 @@ from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
 from microposts_server import deadlines
 from microposts_server.domain import DeadlineExceeded, Micropost, Unavailable, User
-from microposts_server.service import PageTokens, Service
+from microposts_server.page_tokens import PageTokens
+from microposts_server.service import Service
 from microposts_server.store import DuplicateKey, RequestRecord, open_store
 from microposts_server.store.postgres import PostgresStore
 from tests import pg

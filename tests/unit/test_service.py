@@ -9,7 +9,8 @@ from typing import TypeVar
 import pytest
 
 from microposts_server.domain import Aborted, AlreadyExists, InvalidArgument, NotFound
-from microposts_server.service import PageTokens, Service
+from microposts_server.page_tokens import PageTokens
+from microposts_server.service import Service
 from microposts_server.store import open_store
 
 T = TypeVar("T")
