@@ -14,38 +14,12 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
-from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from microposts.v1 import micropost_service_pb2, resources_pb2, user_service_pb2
+from microposts.v1 import resources_pb2, user_service_pb2
+from microposts_client import method_table
 
 _T = TypeVar("_T")
-
-USERS = "microposts.v1.UserService"
-POSTS = "microposts.v1.MicropostService"
-
-# method name -> (service, request type, response type)
-METHODS: dict[str, tuple[str, type[Message], type[Message]]] = {
-    "CreateUser": (USERS, user_service_pb2.CreateUserRequest, resources_pb2.User),
-    "GetUser": (USERS, user_service_pb2.GetUserRequest, resources_pb2.User),
-    "ListUsers": (
-        USERS,
-        user_service_pb2.ListUsersRequest,
-        user_service_pb2.ListUsersResponse,
-    ),
-    "CreateMicropost": (
-        POSTS,
-        micropost_service_pb2.CreateMicropostRequest,
-        resources_pb2.Micropost,
-    ),
-    "GetMicropost": (POSTS, micropost_service_pb2.GetMicropostRequest, resources_pb2.Micropost),
-    "UpdateMicropost": (
-        POSTS,
-        micropost_service_pb2.UpdateMicropostRequest,
-        resources_pb2.Micropost,
-    ),
-    "DeleteMicropost": (POSTS, micropost_service_pb2.DeleteMicropostRequest, empty_pb2.Empty),
-}
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
@@ -72,10 +46,10 @@ def handlers(behaviors: dict[str, Behavior]) -> list[grpc.GenericRpcHandler[Any,
     """Generic handlers serving ``behaviors`` (method name -> async behaviour)."""
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
     for name, behavior in behaviors.items():
-        service, request_type, _ = METHODS[name]
-        by_service.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
+        method = method_table()[name]
+        by_service.setdefault(method.service, {})[name] = grpc.unary_unary_rpc_method_handler(
             behavior,
-            request_deserializer=request_type.FromString,
+            request_deserializer=method.request_type.FromString,
             response_serializer=lambda m: m.SerializeToString(),
         )
     return [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
@@ -245,7 +219,7 @@ class Scripted:
         self.script: dict[str, list[Any]] = {}
         self.requests: dict[str, list[Any]] = {}
         self.posts: dict[str, resources_pb2.Micropost] = {}  # request_id -> post
-        behaviors = {name: self._behavior(name) for name in METHODS}
+        behaviors = {name: self._behavior(name) for name in method_table()}
         self.server, self.address = loop.run(start_aio_server(behaviors))
 
     def attempts(self, method: str) -> int:
@@ -282,7 +256,7 @@ class Scripted:
         if method in ("CreateUser", "GetUser"):
             name = getattr(request, "name", "") or f"users/{request.user.username}"
             return resources_pb2.User(name=name)
-        return METHODS[method][2]()
+        return method_table()[method].response_type()
 
     def stop(self) -> None:
         self.loop.run(self.server.stop(0))

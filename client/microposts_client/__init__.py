@@ -39,13 +39,15 @@ from ._exceptions import (
     Unimplemented,
     Unknown,
 )
-from ._interceptors import DeadlineInterceptor, SyncDeadlineInterceptor
+from ._interceptors import NO_DEADLINE_ABOVE, DeadlineInterceptor, SyncDeadlineInterceptor
+from ._methods import IdempotencyLevel, MethodInfo, method_table
 from ._retry import DEFAULT_RETRY, Retry
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_RETRY",
     "DEFAULT_WRITE_TIMEOUT",
+    "NO_DEADLINE_ABOVE",
     "USE_CLIENT_DEFAULT",
     "Aborted",
     "AlreadyExists",
@@ -56,8 +58,10 @@ __all__ = [
     "DeadlineExceeded",
     "DeadlineInterceptor",
     "FailedPrecondition",
+    "IdempotencyLevel",
     "Internal",
     "InvalidArgument",
+    "MethodInfo",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
@@ -73,5 +77,6 @@ __all__ = [
     "Unknown",
     "UseClientDefault",
     "deadline",
+    "method_table",
     "time_remaining",
 ]

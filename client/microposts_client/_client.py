@@ -14,19 +14,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import grpc
 import grpc.aio
 from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf.message import Message
 
-from microposts.v1 import (
-    micropost_service_pb2,
-    micropost_service_pb2_grpc,
-    resources_pb2,
-    user_service_pb2,
-    user_service_pb2_grpc,
-)
+from microposts.v1 import micropost_service_pb2, resources_pb2, user_service_pb2
 
 from ._config import (
     USE_CLIENT_DEFAULT,
@@ -37,62 +32,28 @@ from ._config import (
     channel_options,
 )
 from ._deadlines import current_end
-from ._exceptions import map_rpc_error, spent
+from ._exceptions import budget_spent_error, map_rpc_error
+from ._methods import MethodInfo, method_table, retry_safe
 from ._retry import DEFAULT_RETRY, Retry, pause_before_retry
 
 __all__ = ["AsyncClient", "Client"]
 
-_T = TypeVar("_T")
 _monotonic = time.monotonic
 
 User = resources_pb2.User
 Micropost = resources_pb2.Micropost
 
-_USER_METHODS = ("CreateUser", "GetUser", "ListUsers")
-_POST_METHODS = (
-    "CreateMicropost",
-    "GetMicropost",
-    "BatchGetMicroposts",
-    "ListMicroposts",
-    "UpdateMicropost",
-    "DeleteMicropost",
-)
+_T = TypeVar("_T")
 
 
-class _Method(Generic[_T]):
-    """An RPC and how to treat it; built once per method, shared by every call."""
+class _Call(NamedTuple, Generic[_T]):
+    """One call to make: the method, as the contract describes it, and the request.
 
-    __slots__ = ("name", "safe", "write")
+    ``_T`` is the response type, so that each public method is typed from it.
+    """
 
-    def __init__(self, name: str, *, write: bool, safe: bool) -> None:
-        self.name = name
-        self.write = write
-        """Uses the write default timeout."""
-        self.safe = safe
-        """May be retried: a replay cannot apply twice."""
-
-
-_CREATE_USER = _Method[User]("CreateUser", write=True, safe=True)  # request_id always set
-_GET_USER = _Method[User]("GetUser", write=False, safe=True)
-_LIST_USERS = _Method[user_service_pb2.ListUsersResponse]("ListUsers", write=False, safe=True)
-_CREATE_POST = _Method[Micropost]("CreateMicropost", write=True, safe=True)  # request_id too
-_GET_POST = _Method[Micropost]("GetMicropost", write=False, safe=True)
-_BATCH_GET_POSTS = _Method[micropost_service_pb2.BatchGetMicropostsResponse](
-    "BatchGetMicroposts", write=False, safe=True
-)
-_LIST_POSTS = _Method[micropost_service_pb2.ListMicropostsResponse](
-    "ListMicroposts", write=False, safe=True
-)
-# With an etag, a replay of an update or delete that did apply fails (ABORTED)
-# instead of applying twice. Without one, a replayed update could overwrite a
-# newer edit made in between, so DESIGN section 4 retries only etag'd ones.
-_UPDATE_IF_MATCH = _Method[Micropost]("UpdateMicropost", write=True, safe=True)
-_UPDATE_BLIND = _Method[Micropost]("UpdateMicropost", write=True, safe=False)
-_DELETE_IF_MATCH = _Method[empty_pb2.Empty]("DeleteMicropost", write=True, safe=True)
-_DELETE_BLIND = _Method[empty_pb2.Empty]("DeleteMicropost", write=True, safe=False)
-
-# One call to make: the method, and the request message.
-_Call = tuple[_Method[_T], Any]
+    method: MethodInfo
+    request: Message
 
 
 class _BaseClient:
@@ -116,6 +77,7 @@ class _BaseClient:
         self._credentials = credentials
         self._metadata = tuple(metadata) or None
         self._options = channel_options(options)
+        self._methods = method_table()
 
     @property
     def target(self) -> str:
@@ -144,87 +106,83 @@ class _BaseClient:
             return ambient
         return end
 
-    def _pause(
-        self, method: _Method[Any], exc: grpc.RpcError, attempts: int, end: float | None
-    ) -> Any:
+    def _pause(self, call: _Call[Any], exc: grpc.RpcError, attempts: int, end: float | None) -> Any:
         """Map ``exc``; return the pause before the next attempt, or the error to raise."""
         error = map_rpc_error(exc)
-        if self._retry is None or not method.safe:
+        if self._retry is None or not retry_safe(*call):
             return error
         pause = pause_before_retry(error, self._retry, attempts, end)
         return error if pause is None else pause
 
     # Request building: one definition for both clients.
 
-    @staticmethod
-    def _create_user(username: str, display_name: str, request_id: str | None) -> _Call[User]:
+    def _create_user(self, username: str, display_name: str, request_id: str | None) -> _Call[User]:
         user = resources_pb2.User(username=username, display_name=display_name)
         request = user_service_pb2.CreateUserRequest(
             user=user, request_id=request_id or str(uuid.uuid4())
         )
-        return _CREATE_USER, request
+        return _Call(self._methods["CreateUser"], request)
 
-    @staticmethod
-    def _get_user(name: str) -> _Call[User]:
-        return _GET_USER, user_service_pb2.GetUserRequest(name=name)
+    def _get_user(self, name: str) -> _Call[User]:
+        return _Call(self._methods["GetUser"], user_service_pb2.GetUserRequest(name=name))
 
-    @staticmethod
-    def _list_users(page_size: int, page_token: str) -> _Call[user_service_pb2.ListUsersResponse]:
+    def _list_users(
+        self, page_size: int, page_token: str
+    ) -> _Call[user_service_pb2.ListUsersResponse]:
         request = user_service_pb2.ListUsersRequest(page_size=page_size, page_token=page_token)
-        return _LIST_USERS, request
+        return _Call(self._methods["ListUsers"], request)
 
-    @staticmethod
-    def _create_micropost(parent: str, text: str, request_id: str | None) -> _Call[Micropost]:
+    def _create_micropost(self, parent: str, text: str, request_id: str | None) -> _Call[Micropost]:
         request = micropost_service_pb2.CreateMicropostRequest(
             parent=parent,
             micropost=resources_pb2.Micropost(text=text),
             request_id=request_id or str(uuid.uuid4()),
         )
-        return _CREATE_POST, request
+        return _Call(self._methods["CreateMicropost"], request)
 
-    @staticmethod
-    def _get_micropost(name: str) -> _Call[Micropost]:
-        return _GET_POST, micropost_service_pb2.GetMicropostRequest(name=name)
+    def _get_micropost(self, name: str) -> _Call[Micropost]:
+        return _Call(
+            self._methods["GetMicropost"], micropost_service_pb2.GetMicropostRequest(name=name)
+        )
 
-    @staticmethod
     def _batch_get_microposts(
-        names: Sequence[str],
+        self, names: Sequence[str]
     ) -> _Call[micropost_service_pb2.BatchGetMicropostsResponse]:
         if isinstance(names, str):
             raise TypeError("names must be a sequence of resource names, not one string")
         request = micropost_service_pb2.BatchGetMicropostsRequest(names=names)
-        return _BATCH_GET_POSTS, request
+        return _Call(self._methods["BatchGetMicroposts"], request)
 
-    @staticmethod
     def _list_microposts(
-        parent: str, page_size: int, page_token: str
+        self, parent: str, page_size: int, page_token: str
     ) -> _Call[micropost_service_pb2.ListMicropostsResponse]:
         request = micropost_service_pb2.ListMicropostsRequest(
             parent=parent, page_size=page_size, page_token=page_token
         )
-        return _LIST_POSTS, request
+        return _Call(self._methods["ListMicroposts"], request)
 
-    @staticmethod
-    def _update_micropost(name: str, text: str, etag: str | None) -> _Call[Micropost]:
+    def _update_micropost(self, name: str, text: str, etag: str | None) -> _Call[Micropost]:
         request = micropost_service_pb2.UpdateMicropostRequest(
             micropost=resources_pb2.Micropost(name=name, text=text, etag=etag or ""),
             update_mask=field_mask_pb2.FieldMask(paths=["text"]),
         )
-        return (_UPDATE_IF_MATCH if etag else _UPDATE_BLIND), request
+        return _Call(self._methods["UpdateMicropost"], request)
 
-    @staticmethod
-    def _delete_micropost(name: str, etag: str | None) -> _Call[empty_pb2.Empty]:
+    def _delete_micropost(self, name: str, etag: str | None) -> _Call[empty_pb2.Empty]:
         request = micropost_service_pb2.DeleteMicropostRequest(name=name, etag=etag or "")
-        return (_DELETE_IF_MATCH if etag else _DELETE_BLIND), request
+        return _Call(self._methods["DeleteMicropost"], request)
 
-    @staticmethod
-    def _callables(channel: Any) -> dict[str, Any]:
-        # Generated code is untyped; the methods below type what comes back.
-        users = user_service_pb2_grpc.UserServiceStub(channel)  # type: ignore[no-untyped-call]
-        posts = micropost_service_pb2_grpc.MicropostServiceStub(channel)  # type: ignore[no-untyped-call]
-        table = {name: getattr(users, name) for name in _USER_METHODS}
-        table.update({name: getattr(posts, name) for name in _POST_METHODS})
-        return table
+    def _callables(self, channel: Any) -> dict[str, Any]:
+        """One callable per RPC of the contract, as the generated stubs would build them."""
+        return {
+            name: channel.unary_unary(
+                info.path,
+                request_serializer=info.request_type.SerializeToString,
+                response_deserializer=info.response_type.FromString,
+                _registered_method=True,
+            )
+            for name, info in self._methods.items()
+        }
 
 
 class Client(_BaseClient):
@@ -299,7 +257,7 @@ class Client(_BaseClient):
 
     def _invoke(self, call: _Call[_T], timeout: Timeout) -> _T:
         method, request = call
-        end = self._end(method.write, timeout)
+        end = self._end(not method.read, timeout)
         fn = self._stubs[method.name]
         attempts = 0
         while True:
@@ -307,7 +265,7 @@ class Client(_BaseClient):
             if end is not None:
                 remaining = end - _monotonic()
                 if remaining <= 0:
-                    raise spent(method.name)
+                    raise budget_spent_error(method.name)
             attempts += 1
             try:
                 result: _T = fn(
@@ -318,7 +276,7 @@ class Client(_BaseClient):
                 )
                 return result
             except grpc.RpcError as exc:
-                outcome = self._pause(method, exc, attempts, end)
+                outcome = self._pause(call, exc, attempts, end)
                 if isinstance(outcome, Exception):
                     raise outcome from exc
             time.sleep(outcome)
@@ -459,7 +417,7 @@ class AsyncClient(_BaseClient):
 
     async def _invoke(self, call: _Call[_T], timeout: Timeout) -> _T:
         method, request = call
-        end = self._end(method.write, timeout)
+        end = self._end(not method.read, timeout)
         fn = self._stubs[method.name]
         attempts = 0
         while True:
@@ -467,7 +425,7 @@ class AsyncClient(_BaseClient):
             if end is not None:
                 remaining = end - _monotonic()
                 if remaining <= 0:
-                    raise spent(method.name)
+                    raise budget_spent_error(method.name)
             attempts += 1
             try:
                 result: _T = await fn(
@@ -478,7 +436,7 @@ class AsyncClient(_BaseClient):
                 )
                 return result
             except grpc.RpcError as exc:
-                outcome = self._pause(method, exc, attempts, end)
+                outcome = self._pause(call, exc, attempts, end)
                 if isinstance(outcome, Exception):
                     raise outcome from exc
             await asyncio.sleep(outcome)

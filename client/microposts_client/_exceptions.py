@@ -323,6 +323,6 @@ def map_rpc_error(error: grpc.RpcError) -> ServiceError:
     return cls(message, details=details, code=code, retry_pushback=pushback)
 
 
-def spent(what: str) -> DeadlineExceeded:
+def budget_spent_error(what: str) -> DeadlineExceeded:
     """The local ``DeadlineExceeded`` for a budget already spent before ``what``."""
     return DeadlineExceeded(f"deadline already passed before {what} was sent")

@@ -194,15 +194,20 @@ class DeadlineInterceptor(_AioBase):
         """``handler``, wrapped so that its calls inherit the incoming deadline."""
         return self._cache.wrapped(handler)
 
-    async def intercept_service(
+    # grpc-stubs types the result as always a handler; grpc.aio passes None
+    # along for a method nobody serves, and so do we.
+    async def intercept_service(  # type: ignore[override]
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        """Return the method's handler, wrapped to publish the call's deadline."""
-        handler = await continuation(handler_call_details)
+    ) -> Handler | None:
+        """Return the method's handler, wrapped to publish the call's deadline.
+
+        ``None`` (no handler: grpc answers UNIMPLEMENTED) passes through.
+        """
+        handler: Handler | None = await continuation(handler_call_details)
         if handler is None:
-            return handler
+            return None
         return self._cache.wrapped(handler)
 
 

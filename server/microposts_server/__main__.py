@@ -7,8 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import config, logs
-from .domain import Unavailable
+from . import config, domain, logs
 
 
 def _run(settings: config.Settings) -> int:
@@ -39,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return supervise(settings, sys.argv[1:] if argv is None else argv)
         return _run(settings)
-    except (Unavailable, OSError) as exc:
+    except (domain.Unavailable, OSError) as exc:
         logging.getLogger("microposts.server").error(str(exc))
         print(f"microposts-server: error: {exc}", file=sys.stderr)
         return 1

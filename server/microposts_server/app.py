@@ -21,22 +21,25 @@ from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+
+# grpc_health's public asyncio servicer; grpc-stubs predates it.
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from microposts_client import method_table
+
+from . import domain
 from .config import Settings
-from .domain import Unavailable
 from .logs import CallLog
 from .metrics import Metrics, serve_metrics
 from .page_tokens import PageTokens
 from .rpc import DeadlinePolicy, add_services
 from .service import Service
-from .servicers import MICROPOST_SERVICE, USER_SERVICE, Servicers
+from .servicers import Servicers
 from .store import Store, open_store
 
 log = logging.getLogger("microposts.server")
 
-SERVICES = (USER_SERVICE, MICROPOST_SERVICE)
 PURGE_INTERVAL = 600.0  # seconds between sweeps of expired request ids
 
 SERVER_OPTIONS: list[tuple[str, int]] = [
@@ -49,6 +52,11 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
 ]
+
+
+def services() -> tuple[str, ...]:
+    """The contract's services, in contract order (health reports each one)."""
+    return tuple(dict.fromkeys(m.service for m in method_table().values()))
 
 
 def redact(url: str) -> str:
@@ -67,7 +75,7 @@ class App:
     settings: Settings
     server: grpc.aio.Server
     store: Store
-    health: HealthServicer
+    health: health_aio.HealthServicer
     metrics: Metrics
     address: str
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -95,7 +103,7 @@ class App:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for service in ("", *SERVICES):
+        for service in ("", *services()):
             await self.health.set(service, status)
 
     async def _watch_store(self) -> None:
@@ -105,7 +113,7 @@ class App:
             try:
                 await asyncio.wait_for(self.store.ping(), self.settings.health_interval)
                 ok = True
-            except (Unavailable, TimeoutError) as exc:
+            except (domain.Unavailable, TimeoutError) as exc:
                 ok = False
                 if self._serving:
                     log.warning("store unreachable", extra={"fields": {"error": str(exc)}})
@@ -158,14 +166,14 @@ async def build_app(
     )
     metrics = Metrics()
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_left=settings.min_deadline)
+    policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_deadline=settings.min_deadline)
     call_log = CallLog(settings.log_level, call_log_stream)
-    add_services(server, Servicers(service).methods(), policy, metrics, call_log)
+    add_services(server, Servicers(service).handlers(), policy, metrics, call_log)
 
-    health_servicer = HealthServicer()
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (*services(), health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
         port = server.add_insecure_port(settings.address)

@@ -158,7 +158,8 @@ SETTINGS: tuple[Option, ...] = (
         "durability",
         _choice("normal", "full"),
         "normal or full",
-        "SQLite: normal survives kill -9; full (fsync per commit) also a power cut",
+        "normal: an acknowledged write survives kill -9; full: a power cut too "
+        "(SQLite fsyncs each commit, PostgreSQL insists on synchronous_commit)",
     ),
     Option(
         "workers", _count, "an integer >= 1", "server processes sharing the port (SO_REUSEPORT)"

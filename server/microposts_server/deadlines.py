@@ -16,10 +16,6 @@ from dataclasses import dataclass, field
 
 from .domain import DeadlineExceeded
 
-# grpc/grpc#26236: a sync server reports ~9.2e18 s when the caller sent no
-# deadline (grpc.aio reports None). Anything above this is "no deadline".
-NO_DEADLINE_SENTINEL = 1e9
-
 DEFAULT_MAX_DEADLINE = 30.0
 DEFAULT_MIN_DEADLINE = 0.005
 
@@ -35,6 +31,14 @@ class Budget:
     store_calls: int = 0
     store_since: float = 0.0  # when the open store transaction began; 0: none open
     phase: str = field(default="handler")  # where the call is: "handler" or "store"
+
+    @property
+    def capped(self) -> bool:
+        """The server's cap ends the call before the caller's deadline would.
+
+        grpc.aio enforces only the caller's deadline; the pipeline holds the cap.
+        """
+        return self.sent is None or self.start + self.sent > self.deadline
 
     def remaining(self) -> float:
         """Seconds left, never below zero."""
@@ -56,18 +60,18 @@ class Budget:
         if not failed:
             self.phase = "handler"
 
-    def exceeded(self, where: str) -> DeadlineExceeded:
-        """The error to raise when the budget ran out in phase ``where``."""
+    def exceeded(self, phase: str) -> DeadlineExceeded:
+        """The error to raise when the budget ran out in ``phase``."""
         now = time.monotonic()
         spent = (now - self.start) * 1000
         in_flight = now - self.store_since if self.store_since else 0.0
         store = (self.store_seconds + in_flight) * 1000
         sent = "no deadline (server cap)" if self.sent is None else f"{self.sent * 1000:.1f} ms"
         return DeadlineExceeded(
-            f"deadline exceeded in {where} after {spent:.1f} ms "
+            f"deadline exceeded in {phase} after {spent:.1f} ms "
             f"(caller sent {sent}; store {store:.1f} ms, "
             f"handler {max(0.0, spent - store):.1f} ms)",
-            where,
+            phase,
         )
 
 

@@ -98,10 +98,10 @@ class Unavailable(DomainError):
 
 
 class DeadlineExceeded(DomainError):
-    """The call's time budget ran out; ``where`` says in which phase."""
+    """The call's time budget ran out; ``phase`` says where (admission, queue, store, handler)."""
 
-    def __init__(self, message: str, where: str) -> None:
-        self.where = where
+    def __init__(self, message: str, phase: str) -> None:
+        self.phase = phase
         super().__init__(message)
 
 

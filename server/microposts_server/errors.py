@@ -17,15 +17,8 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from .domain import (
-    Aborted,
-    AlreadyExists,
-    DeadlineExceeded,
-    DomainError,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+# Qualified: the client package has exceptions of the same names (NotFound, ...).
+from . import domain
 
 DOMAIN = "microposts.v1"
 RESOURCE_TYPE_PREFIX = "microposts.v1."
@@ -57,9 +50,9 @@ def _resource(resource_type: str, name: str, description: str) -> error_details_
     )
 
 
-def failure_for(exc: DomainError) -> Failure:
+def failure_for(exc: domain.DomainError) -> Failure:
     """The status for a domain error."""
-    if isinstance(exc, InvalidArgument):
+    if isinstance(exc, domain.InvalidArgument):
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
@@ -69,19 +62,19 @@ def failure_for(exc: DomainError) -> Failure:
             ]
         )
         return Failure(grpc.StatusCode.INVALID_ARGUMENT, exc.message, (bad,))
-    if isinstance(exc, NotFound):
+    if isinstance(exc, domain.NotFound):
         return Failure(
             grpc.StatusCode.NOT_FOUND,
             exc.message,
             (_resource(exc.resource_type, exc.resource_name, "not found"),),
         )
-    if isinstance(exc, AlreadyExists):
+    if isinstance(exc, domain.AlreadyExists):
         return Failure(
             grpc.StatusCode.ALREADY_EXISTS,
             exc.message,
             (_resource(exc.resource_type, exc.resource_name, "already exists"),),
         )
-    if isinstance(exc, Aborted):
+    if isinstance(exc, domain.Aborted):
         info = error_details_pb2.ErrorInfo(
             reason="ETAG_MISMATCH", domain=DOMAIN, metadata={"resource": exc.resource_name}
         )
@@ -90,12 +83,12 @@ def failure_for(exc: DomainError) -> Failure:
             exc.message + "; read it again and retry with the new etag",
             (info, _resource(exc.resource_type, exc.resource_name, "changed since read")),
         )
-    if isinstance(exc, DeadlineExceeded):
+    if isinstance(exc, domain.DeadlineExceeded):
         info = error_details_pb2.ErrorInfo(
-            reason="DEADLINE_EXCEEDED", domain=DOMAIN, metadata={"phase": exc.where}
+            reason="DEADLINE_EXCEEDED", domain=DOMAIN, metadata={"phase": exc.phase}
         )
         return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message, (info,))
-    if isinstance(exc, Unavailable):
+    if isinstance(exc, domain.Unavailable):
         info = error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=DOMAIN)
         return Failure(grpc.StatusCode.UNAVAILABLE, exc.message, (info,))
     return internal("unclassified")  # pragma: no cover - every DomainError is listed

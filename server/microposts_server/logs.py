@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from .deadlines import Budget
+
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line: ts, level, logger, msg, fields, error."""
@@ -92,20 +94,19 @@ class CallLog:
         duration: float,
         request_id: str,
         peer: str,
-        sent: float | None,
+        budget: Budget,
         left: float,
-        store_seconds: float,
-        store_calls: int,
     ) -> None:
         """Writes one call's line (method, code, duration, ids, deadline, store time)."""
+        sent = budget.sent
         deadline = "null" if sent is None else f"{sent * 1000:.1f}"
         line = (
             f'{{"ts": "{self._ts(time.time())}", "level": "info", "logger": "microposts.call", '
             f'"msg": "call", "method": "{method}", "code": "{code}", '
             f'"duration_ms": {duration * 1000:.3f}, "request_id": {_json_string(request_id)}, '
             f'"peer": {_json_string(peer)}, "deadline_ms": {deadline}, '
-            f'"left_ms": {left * 1000:.1f}, "store_ms": {store_seconds * 1000:.3f}, '
-            f'"store_calls": {store_calls}}}\n'
+            f'"left_ms": {left * 1000:.1f}, "store_ms": {budget.store_seconds * 1000:.3f}, '
+            f'"store_calls": {budget.store_calls}}}\n'
         )
         if self._stream is None:
             os.write(2, line.encode())  # one syscall; stderr's text layer adds ~2 us

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
-
-log = logging.getLogger("microposts.metrics")
 
 
 class Metrics:

@@ -1,23 +1,27 @@
 """The per-call pipeline, built once per method at start-up.
 
-For every call, in one flat coroutine (no interceptor chain to walk):
+Every call goes through the same named steps, in one flat coroutine (no
+interceptor chain to walk):
 
-1. budget: the time the caller has left (``context.time_remaining()``; a
-   caller that sent no deadline gets the server's cap, ``--max-deadline``)
-   becomes a ``deadlines.Budget`` in a context variable that the store reads;
-2. admission: a call arriving with less than the method's minimum left is
+1. ``budget_of``: the time the caller has left (``context.time_remaining()``;
+   a caller that sent no deadline gets the server's cap, ``--max-deadline``)
+   becomes a ``deadlines.Budget``;
+2. ``request_id_of``: the caller's ``x-request-id``, or a generated one;
+3. ``admit``: a call arriving with less than the method's minimum left is
    rejected with ``DEADLINE_EXCEEDED`` before any work (and counted);
-3. decoding: raw bytes -> request message, a failure is ``INVALID_ARGUMENT``
+4. ``decode``: raw bytes -> request message, a failure is ``INVALID_ARGUMENT``
    naming the field (grpc.aio would say ``UNKNOWN``);
-4. the handler runs; where the server's cap is tighter than the caller's
+5. ``run``: the budget goes into the context variable the store reads, and
+   the handler runs; where the server's cap is tighter than the caller's
    deadline it runs under ``asyncio.timeout`` so the cap holds even between
    store calls (the caller's own deadline is enforced by grpc.aio, which
    cancels the handler's task when it passes or the caller cancels);
-5. errors: domain errors become their status with google.rpc details; an
-   unexpected exception is logged with its traceback and becomes
+6. ``failure_of``: domain errors become their status with google.rpc details;
+   an unexpected exception is logged with its traceback and becomes
    ``INTERNAL`` with only a request id on the wire;
-6. one structured log line: method, code, duration, request id, peer, the
-   deadline the caller sent, the time left at the end, store time and calls.
+7. ``record``: the metrics and one structured log line (method, code,
+   duration, request id, peer, the deadline the caller sent, the time left
+   at the end, store time and calls).
 """
 
 from __future__ import annotations
@@ -31,39 +35,43 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.message import Message
 
-from microposts_client import DeadlineInterceptor
+from microposts_client import NO_DEADLINE_ABOVE, DeadlineInterceptor, MethodInfo
 
-from . import deadlines
+from . import deadlines, domain
 from .decoding import decode
-from .domain import DeadlineExceeded, DomainError
 from .errors import Failure, failure_for, internal
 from .logs import CallLog
 from .metrics import Metrics
-from .servicers import MethodSpec
+from .servicers import Handler
 
 log = logging.getLogger("microposts.call")
 
 REQUEST_ID_HEADER = "x-request-id"
+
+Context = grpc.aio.ServicerContext[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
 class DeadlinePolicy:
     """How the server treats callers' deadlines (see README, "Deadlines").
 
-    ``min_left``: per-method minimum time a call must have left on arrival to
-    be worth starting (``"*"`` is the default for methods not named).
+    ``min_deadline``: per-method minimum time a call must have left on arrival
+    to be worth starting (``"*"`` is the default for methods not named).
     ``max_deadline``: the most any call may take, and what a call that sent
     no deadline gets.
     """
 
     max_deadline: float = deadlines.DEFAULT_MAX_DEADLINE
-    min_left: Mapping[str, float] = field(
+    min_deadline: Mapping[str, float] = field(
         default_factory=lambda: {"*": deadlines.DEFAULT_MIN_DEADLINE}
     )
 
     def minimum(self, method: str) -> float:
-        return self.min_left.get(method, self.min_left.get("*", deadlines.DEFAULT_MIN_DEADLINE))
+        """The least time a call of ``method`` must have left on arrival."""
+        default = self.min_deadline.get("*", deadlines.DEFAULT_MIN_DEADLINE)
+        return self.min_deadline.get(method, default)
 
 
 class _RequestIds:
@@ -77,88 +85,106 @@ class _RequestIds:
         return f"{self._prefix}-{next(self._count)}"
 
 
+def budget_of(context: Context, cap: float, now: float) -> deadlines.Budget:
+    """Step 1: the call's budget, from the deadline its caller sent, capped by ``cap``.
+
+    gRPC Python reports "no deadline" as ``None`` on grpc.aio and as a huge
+    number on sync servers (grpc/grpc#26236); both read as "none sent".
+    """
+    left = context.time_remaining()
+    if left is None or left > NO_DEADLINE_ABOVE:
+        return deadlines.Budget(now, now + cap, None)
+    return deadlines.Budget(now, now + (left if left < cap else cap), left)
+
+
+def request_id_of(context: Context, ids: _RequestIds) -> str:
+    """Step 2: the caller's ``x-request-id`` (at most 100 characters), or a new one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER:
+            request_id = str(value)[:100]
+            if request_id:
+                return request_id
+            break
+    return ids.new()
+
+
+def admit(budget: deadlines.Budget, method: str, minimum: float, metrics: Metrics) -> None:
+    """Step 3: raises ``DEADLINE_EXCEEDED`` if too little time is left to start the call."""
+    sent = budget.sent
+    if sent is not None and sent < minimum:
+        metrics.reject(method)
+        raise domain.DeadlineExceeded(
+            f"deadline exceeded before any work: the call arrived with "
+            f"{sent * 1000:.1f} ms left and {method} needs at least {minimum * 1000:.1f} ms",
+            "admission",
+        )
+
+
+async def run(handler: Handler, request: Message, budget: deadlines.Budget) -> Message:
+    """Step 5: the handler, with the budget published to the store and the server's cap held."""
+    deadlines.CURRENT.set(budget)  # each call runs in its own task: no reset needed
+    if budget.capped:
+        async with asyncio.timeout(budget.deadline - time.monotonic()):
+            return await handler(request)
+    return await handler(request)
+
+
+def failure_of(exc: Exception, budget: deadlines.Budget, method: str, request_id: str) -> Failure:
+    """Step 6: the status an exception out of steps 3 to 5 becomes."""
+    if isinstance(exc, domain.DomainError):
+        return failure_for(exc)
+    if isinstance(exc, TimeoutError):  # asyncio.timeout: the server's cap ran out
+        return failure_for(budget.exceeded(f"{budget.phase} (server cap)"))
+    log.exception(
+        "unexpected error",
+        exc_info=exc,
+        extra={"fields": {"method": method, "request_id": request_id}},
+    )
+    return internal(request_id)
+
+
 def build_handler(
-    spec: MethodSpec,
+    method: MethodInfo,
+    handler: Handler,
     policy: DeadlinePolicy,
     metrics: Metrics,
     ids: _RequestIds,
     call_log: CallLog,
 ) -> grpc.RpcMethodHandler[bytes, bytes]:
     """Wraps one servicer method in the whole pipeline; called once per method."""
-    method = spec.name
-    full_method = f"/{spec.service}/{spec.name}"
-    request_type = spec.request_type
-    handler = spec.handler
-    min_left = policy.minimum(method)
+    name = method.name
+    path = method.path
+    request_type = method.request_type
+    minimum = policy.minimum(name)
     cap = policy.max_deadline
-    current = deadlines.CURRENT
     monotonic = time.monotonic
 
-    async def handle(raw: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    def record(
+        code: str, start: float, budget: deadlines.Budget, request_id: str, peer: str
+    ) -> None:
+        """Step 7: metrics and the call's log line."""
+        now = monotonic()
+        metrics.observe(name, code, now - start)
+        if call_log.enabled:
+            call_log.call(path, code, now - start, request_id, peer, budget, budget.deadline - now)
+
+    async def handle(raw: bytes, context: Context) -> bytes:
         start = monotonic()
-        left = context.time_remaining()
-        if left is None or left > deadlines.NO_DEADLINE_SENTINEL:
-            sent: float | None = None
-            allowed = cap
-        else:
-            sent = left
-            allowed = left if left < cap else cap
-        budget = deadlines.Budget(start, start + allowed, sent)
-        request_id = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == REQUEST_ID_HEADER:
-                request_id = str(value)[:100]
-                break
-        if not request_id:
-            request_id = ids.new()
-        failure: Failure | None = None
+        budget = budget_of(context, cap, start)
+        request_id = request_id_of(context, ids)
         code = "OK"
         try:
-            if sent is not None and sent < min_left:
-                metrics.reject(method)
-                raise DeadlineExceeded(
-                    f"deadline exceeded before any work: the call arrived with "
-                    f"{sent * 1000:.1f} ms left and {method} needs at least "
-                    f"{min_left * 1000:.1f} ms",
-                    "admission",
-                )
-            request = decode(request_type, raw)
-            current.set(budget)  # each call runs in its own task: no reset needed
-            if sent is None or cap < sent:
-                async with asyncio.timeout(allowed):
-                    response = await handler(request)
-            else:
-                response = await handler(request)
+            admit(budget, name, minimum, metrics)
+            response = await run(handler, decode(request_type, raw), budget)
             return response.SerializeToString()
-        except DomainError as exc:
-            failure = failure_for(exc)
-        except TimeoutError:
-            failure = failure_for(budget.exceeded(f"{budget.phase} (server cap)"))
         except asyncio.CancelledError:
             code = "DEADLINE_EXCEEDED" if budget.expired() else "CANCELLED"
             raise
-        except Exception:
-            log.exception(
-                "unexpected error", extra={"fields": {"method": method, "request_id": request_id}}
-            )
-            failure = internal(request_id)
+        except Exception as exc:
+            failure = failure_of(exc, budget, name, request_id)
+            code = failure.code.name
         finally:
-            duration = monotonic() - start
-            if failure is not None:
-                code = failure.code.name
-            metrics.observe(method, code, duration)
-            if call_log.enabled:
-                call_log.call(
-                    full_method,
-                    code,
-                    duration,
-                    request_id,
-                    context.peer(),
-                    sent,
-                    budget.deadline - monotonic(),
-                    budget.store_seconds,
-                    budget.store_calls,
-                )
+            record(code, start, budget, request_id, context.peer())
         await context.abort(failure.code, failure.message, trailing_metadata=failure.trailers())
         raise AssertionError("abort returned")  # pragma: no cover
 
@@ -167,7 +193,7 @@ def build_handler(
 
 def add_services(
     server: grpc.aio.Server,
-    specs: list[MethodSpec],
+    handlers: list[tuple[MethodInfo, Handler]],
     policy: DeadlinePolicy,
     metrics: Metrics,
     call_log: CallLog,
@@ -182,9 +208,9 @@ def add_services(
     ids = _RequestIds()
     propagate = DeadlineInterceptor()
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[bytes, bytes]]] = {}
-    for spec in specs:
-        by_service.setdefault(spec.service, {})[spec.name] = propagate.wrap(
-            build_handler(spec, policy, metrics, ids, call_log)
+    for method, handler in handlers:
+        by_service.setdefault(method.service, {})[method.name] = propagate.wrap(
+            build_handler(method, handler, policy, metrics, ids, call_log)
         )
-    for service, handlers in by_service.items():
-        server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
+    for service, methods in by_service.items():
+        server.add_registered_method_handlers(service, methods)  # type: ignore[attr-defined]

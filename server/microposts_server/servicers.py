@@ -1,48 +1,39 @@
 """Servicers: protobuf in, use case, protobuf out. Nothing else lives here.
 
-Each entry of ``methods()`` names an RPC, its request type and a coroutine
-from request message to response message; ``rpc.py`` wraps each one in the
-per-call pipeline once, at start-up.
+One coroutine per RPC, named after it (``GetUser`` -> ``get_user``), from
+request message to response message. ``Servicers.handlers()`` pairs each RPC
+of the contract (``microposts_client.method_table()``) with its coroutine;
+``rpc.py`` wraps each one in the per-call pipeline once, at start-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from microposts.v1 import micropost_service_pb2 as mpb
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
+from microposts_client import MethodInfo, method_table
 
 from .domain import Micropost, User
 from .service import Service
 
-USER_SERVICE = "microposts.v1.UserService"
-MICROPOST_SERVICE = "microposts.v1.MicropostService"
-
 Handler = Callable[[Any], Awaitable[Message]]
 
 
-@dataclass(frozen=True, slots=True)
-class MethodSpec:
-    """One RPC: where it lives, what it takes, and what handles it."""
-
-    service: str
-    name: str
-    request_type: type[Message]
-    handler: Handler
-    writes: bool
+def _set_time(stamp: timestamp_pb2.Timestamp, micros: int) -> None:
+    """Microseconds since the epoch into a Timestamp, in place."""
+    stamp.seconds, stamp.nanos = micros // 1_000_000, micros % 1_000_000 * 1000
 
 
 def user_message(user: User) -> rpb.User:
     """Domain User -> microposts.v1.User."""
     msg = rpb.User(name=user.name, username=user.username, display_name=user.display_name)
-    micros = user.create_time
-    msg.create_time.seconds, msg.create_time.nanos = micros // 1_000_000, micros % 1_000_000 * 1000
+    _set_time(msg.create_time, user.create_time)
     return msg
 
 
@@ -52,15 +43,8 @@ def fill_micropost(msg: rpb.Micropost, post: Micropost) -> rpb.Micropost:
     msg.text = post.text
     if post.referenced_users:
         msg.referenced_users.extend([f"users/{u}" for u in post.referenced_users])
-    created, updated = post.create_time, post.update_time
-    msg.create_time.seconds, msg.create_time.nanos = (
-        created // 1_000_000,
-        created % 1_000_000 * 1000,
-    )
-    msg.update_time.seconds, msg.update_time.nanos = (
-        updated // 1_000_000,
-        updated % 1_000_000 * 1000,
-    )
+    _set_time(msg.create_time, post.create_time)
+    _set_time(msg.update_time, post.update_time)
     msg.etag = post.etag
     return msg
 
@@ -137,29 +121,18 @@ class Servicers:
         await self.service.delete_micropost(request.name, request.etag)
         return empty_pb2.Empty()
 
-    def methods(self) -> list[MethodSpec]:
-        """Every RPC of both services, in contract order."""
-        u, m = USER_SERVICE, MICROPOST_SERVICE
-        return [
-            MethodSpec(u, "CreateUser", upb.CreateUserRequest, self.create_user, True),
-            MethodSpec(u, "GetUser", upb.GetUserRequest, self.get_user, False),
-            MethodSpec(u, "ListUsers", upb.ListUsersRequest, self.list_users, False),
-            MethodSpec(
-                m, "CreateMicropost", mpb.CreateMicropostRequest, self.create_micropost, True
-            ),
-            MethodSpec(m, "GetMicropost", mpb.GetMicropostRequest, self.get_micropost, False),
-            MethodSpec(
-                m,
-                "BatchGetMicroposts",
-                mpb.BatchGetMicropostsRequest,
-                self.batch_get_microposts,
-                False,
-            ),
-            MethodSpec(m, "ListMicroposts", mpb.ListMicropostsRequest, self.list_microposts, False),
-            MethodSpec(
-                m, "UpdateMicropost", mpb.UpdateMicropostRequest, self.update_micropost, True
-            ),
-            MethodSpec(
-                m, "DeleteMicropost", mpb.DeleteMicropostRequest, self.delete_micropost, True
-            ),
-        ]
+    def handlers(self) -> list[tuple[MethodInfo, Handler]]:
+        """Every RPC of the contract, in contract order, with the coroutine that serves it.
+
+        An RPC of the contract without its coroutine here stops the server at
+        start-up, naming it, rather than answering UNIMPLEMENTED at run time.
+        """
+        pairs: list[tuple[MethodInfo, Handler]] = []
+        for method in method_table().values():
+            handler = getattr(self, method.python_name, None)
+            if handler is None:
+                raise NotImplementedError(
+                    f"{method.path} is in the contract but Servicers has no {method.python_name}()"
+                )
+            pairs.append((method, handler))
+        return pairs

@@ -163,7 +163,7 @@ def test_deadline_stops_the_statement_and_rolls_back_the_write(url: str) -> None
             with budget(0.2) as b, pytest.raises(DeadlineExceeded) as exc:
                 await _sleep_in_write(store, 5)
             assert time.monotonic() - start < 1.5
-            assert exc.value.where == "store"
+            assert exc.value.phase == "store"
             assert b.store_calls == 1 and b.store_seconds > 0.15
             assert not await _user_exists(store, "ghost")
             assert await _active_sleeps(store) == 0

@@ -27,13 +27,19 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from microposts.v1 import resources_pb2 as microposts_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%microposts/v1/micropost_service.proto\x12\rmicroposts.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1dmicroposts/v1/resources.proto\"i\n\x16\x43reateMicropostRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12+\n\tmicropost\x18\x02 \x01(\x0b\x32\x18.microposts.v1.Micropost\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"#\n\x13GetMicropostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"*\n\x19\x42\x61tchGetMicropostsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"J\n\x1a\x42\x61tchGetMicropostsResponse\x12,\n\nmicroposts\x18\x01 \x03(\x0b\x32\x18.microposts.v1.Micropost\"N\n\x15ListMicropostsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x16ListMicropostsResponse\x12,\n\nmicroposts\x18\x01 \x03(\x0b\x32\x18.microposts.v1.Micropost\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x16UpdateMicropostRequest\x12+\n\tmicropost\x18\x01 \x01(\x0b\x32\x18.microposts.v1.Micropost\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x16\x44\x65leteMicropostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\xa4\x04\n\x10MicropostService\x12R\n\x0f\x43reateMicropost\x12%.microposts.v1.CreateMicropostRequest\x1a\x18.microposts.v1.Micropost\x12L\n\x0cGetMicropost\x12\".microposts.v1.GetMicropostRequest\x1a\x18.microposts.v1.Micropost\x12i\n\x12\x42\x61tchGetMicroposts\x12(.microposts.v1.BatchGetMicropostsRequest\x1a).microposts.v1.BatchGetMicropostsResponse\x12]\n\x0eListMicroposts\x12$.microposts.v1.ListMicropostsRequest\x1a%.microposts.v1.ListMicropostsResponse\x12R\n\x0fUpdateMicropost\x12%.microposts.v1.UpdateMicropostRequest\x1a\x18.microposts.v1.Micropost\x12P\n\x0f\x44\x65leteMicropost\x12%.microposts.v1.DeleteMicropostRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%microposts/v1/micropost_service.proto\x12\rmicroposts.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1dmicroposts/v1/resources.proto\"i\n\x16\x43reateMicropostRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12+\n\tmicropost\x18\x02 \x01(\x0b\x32\x18.microposts.v1.Micropost\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"#\n\x13GetMicropostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"*\n\x19\x42\x61tchGetMicropostsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"J\n\x1a\x42\x61tchGetMicropostsResponse\x12,\n\nmicroposts\x18\x01 \x03(\x0b\x32\x18.microposts.v1.Micropost\"N\n\x15ListMicropostsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x16ListMicropostsResponse\x12,\n\nmicroposts\x18\x01 \x03(\x0b\x32\x18.microposts.v1.Micropost\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x16UpdateMicropostRequest\x12+\n\tmicropost\x18\x01 \x01(\x0b\x32\x18.microposts.v1.Micropost\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x16\x44\x65leteMicropostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\xb3\x04\n\x10MicropostService\x12R\n\x0f\x43reateMicropost\x12%.microposts.v1.CreateMicropostRequest\x1a\x18.microposts.v1.Micropost\x12Q\n\x0cGetMicropost\x12\".microposts.v1.GetMicropostRequest\x1a\x18.microposts.v1.Micropost\"\x03\x90\x02\x01\x12n\n\x12\x42\x61tchGetMicroposts\x12(.microposts.v1.BatchGetMicropostsRequest\x1a).microposts.v1.BatchGetMicropostsResponse\"\x03\x90\x02\x01\x12\x62\n\x0eListMicroposts\x12$.microposts.v1.ListMicropostsRequest\x1a%.microposts.v1.ListMicropostsResponse\"\x03\x90\x02\x01\x12R\n\x0fUpdateMicropost\x12%.microposts.v1.UpdateMicropostRequest\x1a\x18.microposts.v1.Micropost\x12P\n\x0f\x44\x65leteMicropost\x12%.microposts.v1.DeleteMicropostRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'microposts.v1.micropost_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MICROPOSTSERVICE'].methods_by_name['GetMicropost']._loaded_options = None
+  _globals['_MICROPOSTSERVICE'].methods_by_name['GetMicropost']._serialized_options = b'\220\002\001'
+  _globals['_MICROPOSTSERVICE'].methods_by_name['BatchGetMicroposts']._loaded_options = None
+  _globals['_MICROPOSTSERVICE'].methods_by_name['BatchGetMicroposts']._serialized_options = b'\220\002\001'
+  _globals['_MICROPOSTSERVICE'].methods_by_name['ListMicroposts']._loaded_options = None
+  _globals['_MICROPOSTSERVICE'].methods_by_name['ListMicroposts']._serialized_options = b'\220\002\001'
   _globals['_CREATEMICROPOSTREQUEST']._serialized_start=150
   _globals['_CREATEMICROPOSTREQUEST']._serialized_end=255
   _globals['_GETMICROPOSTREQUEST']._serialized_start=257
@@ -51,5 +57,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEMICROPOSTREQUEST']._serialized_start=711
   _globals['_DELETEMICROPOSTREQUEST']._serialized_end=763
   _globals['_MICROPOSTSERVICE']._serialized_start=766
-  _globals['_MICROPOSTSERVICE']._serialized_end=1314
+  _globals['_MICROPOSTSERVICE']._serialized_end=1329
 # @@protoc_insertion_point(module_scope)

@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from microposts.v1 import resources_pb2 as microposts_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n microposts/v1/user_service.proto\x12\rmicroposts.v1\x1a\x1dmicroposts/v1/resources.proto\"J\n\x11\x43reateUserRequest\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.microposts.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"P\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.microposts.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe1\x01\n\x0bUserService\x12\x43\n\nCreateUser\x12 .microposts.v1.CreateUserRequest\x1a\x13.microposts.v1.User\x12=\n\x07GetUser\x12\x1d.microposts.v1.GetUserRequest\x1a\x13.microposts.v1.User\x12N\n\tListUsers\x12\x1f.microposts.v1.ListUsersRequest\x1a .microposts.v1.ListUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n microposts/v1/user_service.proto\x12\rmicroposts.v1\x1a\x1dmicroposts/v1/resources.proto\"J\n\x11\x43reateUserRequest\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.microposts.v1.User\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"P\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.microposts.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xeb\x01\n\x0bUserService\x12\x43\n\nCreateUser\x12 .microposts.v1.CreateUserRequest\x1a\x13.microposts.v1.User\x12\x42\n\x07GetUser\x12\x1d.microposts.v1.GetUserRequest\x1a\x13.microposts.v1.User\"\x03\x90\x02\x01\x12S\n\tListUsers\x12\x1f.microposts.v1.ListUsersRequest\x1a .microposts.v1.ListUsersResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'microposts.v1.user_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['GetUser']._serialized_options = b'\220\002\001'
+  _globals['_USERSERVICE'].methods_by_name['ListUsers']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\220\002\001'
   _globals['_CREATEUSERREQUEST']._serialized_start=82
   _globals['_CREATEUSERREQUEST']._serialized_end=156
   _globals['_GETUSERREQUEST']._serialized_start=158
@@ -41,5 +45,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTUSERSRESPONSE']._serialized_start=249
   _globals['_LISTUSERSRESPONSE']._serialized_end=329
   _globals['_USERSERVICE']._serialized_start=332
-  _globals['_USERSERVICE']._serialized_end=557
+  _globals['_USERSERVICE']._serialized_end=567
 # @@protoc_insertion_point(module_scope)
