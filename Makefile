@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-## bench: the performance budget (DESIGN section 8), printed as ratios to a bare grpc.aio echo
+## bench: the performance budget (docs/design.md), printed as ratios to a bare grpc.aio echo
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
 
