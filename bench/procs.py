@@ -28,6 +28,24 @@ from types import TracebackType
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def serving_address(line: str) -> tuple[str, int] | None:
+    """The ``host:port`` and the port a server's ``"msg": "serving"`` log line announces.
+
+    None for any other line. ``tests/serverproc.py`` reads its servers' port
+    with this too: one reader of the announcement, wherever a server is started.
+    """
+    if '"serving"' not in line:  # most lines: skip the JSON parse
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("msg") != "serving":
+        return None
+    address = str(record["address"])
+    return address, int(address.rsplit(":", 1)[1])
+
+
 class ServerError(RuntimeError):
     """A server did not start; the message carries the end of its log."""
 
@@ -143,15 +161,8 @@ class ServerProc:
         except OSError:
             return False
         for line in text.splitlines():
-            if '"serving"' not in line:
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("msg") == "serving":
-                self.address = str(record["address"])
-                self.port = int(self.address.rsplit(":", 1)[1])
+            if (found := serving_address(line)) is not None:
+                self.address, self.port = found
                 return True
         return False
 

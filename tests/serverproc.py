@@ -1,7 +1,8 @@
 """Run a real MicroPosts server process for tests.
 
 The server binds port 0 and announces the port it got in its first
-structured log line (``"msg": "serving"``); we read it back, never guess it.
+structured log line (``"msg": "serving"``); we read it back, never guess it,
+with the bench's reader of that line (``bench.procs.serving_address``).
 Everything the server logs is kept in ``ServerProcess.log_lines`` (one parsed
 JSON object per line) so tests can look at what it logged.
 """
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from bench.procs import serving_address
 
 
 class ServerProcess:
@@ -91,9 +94,8 @@ class ServerProcess:
             if not isinstance(record, dict):
                 continue
             self.log_lines.append(record)
-            if record.get("msg") == "serving" and not self._ready.is_set():
-                self.address = str(record["address"])
-                self.port = int(self.address.rsplit(":", 1)[1])
+            if not self._ready.is_set() and (found := serving_address(line)) is not None:
+                self.address, self.port = found
                 self._ready.set()
 
     def signal(self, sig: int) -> None:
