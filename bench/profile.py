@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import cli, h2load, report, seed
 from bench.procs import ROOT, thread_cpu_seconds
+from bench.runs import Bench, Target
 
 # Frames to show even when they are not ours: where per-call costs usually hide.
 INTERESTING = (
@@ -136,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="microposts-profile-") as tmp,
         contextlib.ExitStack() as stack,
     ):
-        bench = cli.Bench(bench_args, Path(tmp), stack)
+        bench = Bench(bench_args, Path(tmp), stack)
         bench.h2load = h2load.find(install=True, say=print)
         if bench.h2load is None:
             return 2
         wanted = args.method or ["GetMicropost"]
-        targets: list[cli.Target] = []
+        targets: list[Target] = []
         if "echo" in wanted:
             targets.append(bench.target("echo", bench.echo(), seed.echo_scenario()))
         if set(wanted) - {"echo"}:

@@ -11,6 +11,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import shlex
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -162,6 +163,37 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def page(
+    *,
+    command: str,
+    h2load_version: str,
+    load_before: str,
+    server_args: Sequence[str],
+    notes: Sequence[str],
+    sections: Sequence[str],
+) -> str:
+    """The whole report: what ran, on what, the notes, then each scenario's section."""
+    lines = [
+        f"## Results: {now()}",
+        "",
+        f"Command: `{command}` (what `make bench` runs, with `BENCH_ARGS`)",
+        "",
+        *machine(h2load_version),
+        f"- Load average (1 min) before the run: {load_before}, after: "
+        f"{load_average()} (anything much above 0 means other work shared the cores)",
+        f"- Server: `python -m microposts_server --store sqlite:///…` with its defaults"
+        f"{' and ' + shlex.join(server_args) if server_args else ''}; "
+        "the echo: `python -m bench.echo` (default asyncio loop, no middleware)",
+        "",
+    ]
+    lines += [f"> {note}" for note in notes]
+    if notes:
+        lines.append("")
+    for section in sections:
+        lines += [section, ""]
+    return "\n".join(lines)
+
+
 def write_docs(path: Path, body: str) -> None:
     """Replace the bench's part of ``path`` (between the markers) with ``body``."""
     block = f"{BEGIN}\n\n{body.strip()}\n\n{END}"
@@ -175,7 +207,7 @@ def write_docs(path: Path, body: str) -> None:
     else:
         text = (
             "# Benchmarks\n\n"
-            "The performance budget of DESIGN section 8, measured by `make bench`"
+            "The performance budget in docs/design.md, measured by `make bench`"
             " (`python -m bench`).\n\n" + block + "\n"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
