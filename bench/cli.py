@@ -67,6 +67,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description="The MicroPosts performance budget (docs/design.md), as ratios to a bare echo.",
     )
+    # In the order --help lists them: how hard and how long, what to run, where results go.
+    _load_options(p)
+    _choice_options(p)
+    _output_options(p)
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.duration <= 0 or args.client_seconds <= 0:
+        p.error("--repeats must be at least 1, --duration and --client-seconds above 0")
+    if args.clients < 1 or args.streams < 1 or any(n < 1 for n in args.workers or []):
+        p.error("--clients, --streams and --workers must be at least 1")
+    if args.quick:
+        args.duration = min(args.duration, 2.0)
+        args.repeats = 1
+        args.client_seconds = min(args.client_seconds, 1.0)
+    if args.workers is None:
+        args.workers = _default_workers()
+    args.parts = set(args.only or [s.name for s in RUN_ORDER])
+    args.methods = [m for m in METHODS if m in (args.method or METHODS)]
+    return args
+
+
+def _load_options(p: argparse.ArgumentParser) -> None:
+    """How hard and how long each scenario measures."""
     p.add_argument("--duration", type=float, default=5.0, help="seconds per h2load run (5)")
     p.add_argument(
         "--repeats", type=int, default=3, help="interleaved rounds; medians are reported (3)"
@@ -87,6 +109,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="worker counts to measure scaling at, e.g. 2 or 4,12 (default: the usable cores)",
     )
+
+
+def _choice_options(p: argparse.ArgumentParser) -> None:
+    """Which scenarios and rows run, and on what server."""
     p.add_argument(
         "--only",
         action="append",
@@ -119,6 +145,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="ARG",
         help="extra MicroPosts server argument (repeatable), e.g. --server-arg=--durability=full",
     )
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    """Where the results and the run's files go."""
     p.add_argument(
         "--output", type=Path, default=DOCS, help="Markdown file to write the results into"
     )
@@ -127,20 +157,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, database)"
     )
-    args = p.parse_args(argv)
-    if args.repeats < 1 or args.duration <= 0 or args.client_seconds <= 0:
-        p.error("--repeats must be at least 1, --duration and --client-seconds above 0")
-    if args.clients < 1 or args.streams < 1 or any(n < 1 for n in args.workers or []):
-        p.error("--clients, --streams and --workers must be at least 1")
-    if args.quick:
-        args.duration = min(args.duration, 2.0)
-        args.repeats = 1
-        args.client_seconds = min(args.client_seconds, 1.0)
-    if args.workers is None:
-        args.workers = _default_workers()
-    args.parts = set(args.only or [s.name for s in RUN_ORDER])
-    args.methods = [m for m in METHODS if m in (args.method or METHODS)]
-    return args
 
 
 def run(bench: Bench) -> int:

@@ -121,40 +121,14 @@ def run(
     body (5-byte prefix included); given it, the byte count h2load saw must
     be consistent with every call having succeeded. Raises LoadError if not.
     """
-    headers = list(wire.HEADERS)
-    if load.grpc_timeout:
-        headers.append(f"grpc-timeout: {load.grpc_timeout}")
-    cmd = [
-        h2load,
-        f"--clients={load.clients}",
-        f"--max-concurrent-streams={load.streams}",
-        "--threads=1",
-        f"--duration={load.duration:g}",
-        f"--data={body}",
-        f"--log-file={log_file}",
-        *(f"--header={h}" for h in headers),
-        url,
-    ]
+    cmd = _command(h2load, url, body, load, log_file)
     try:
         done = subprocess.run(
             cmd, capture_output=True, text=True, timeout=load.duration + 60, check=False
         )
     except subprocess.TimeoutExpired as exc:
         raise LoadError(f"h2load did not finish: {' '.join(cmd)}") from exc
-    out = done.stdout
-    finished, requests, status, data = (
-        _FINISHED.search(out),
-        _REQUESTS.search(out),
-        _STATUS.search(out),
-        _DATA.search(out),
-    )
-    if done.returncode != 0 or not (finished and requests and status and data):
-        raise LoadError(f"h2load failed ({done.returncode}): {' '.join(cmd)}\n{out}{done.stderr}")
-    _total, started, n_done, succeeded, failed, errored, timeouts = map(int, requests.groups())
-    ok_2xx = int(status.group(1))
-    data_bytes = int(data.group(1))
-    if n_done == 0 or failed or errored or timeouts or ok_2xx != n_done or succeeded != n_done:
-        raise LoadError(f"h2load saw failed requests: {requests.group(0)}; {status.group(0)}")
+    n_done, started, data_bytes = _counts(cmd, done)
     if frame_bytes is not None:
         smallest, largest = frame_bytes
         # Failed gRPC calls carry no body, so every failure lowers the count.
@@ -175,3 +149,38 @@ def run(
         started=started,
         data_bytes=data_bytes,
     )
+
+
+def _command(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> list[str]:
+    headers = list(wire.HEADERS)
+    if load.grpc_timeout:
+        headers.append(f"grpc-timeout: {load.grpc_timeout}")
+    return [
+        h2load,
+        f"--clients={load.clients}",
+        f"--max-concurrent-streams={load.streams}",
+        "--threads=1",
+        f"--duration={load.duration:g}",
+        f"--data={body}",
+        f"--log-file={log_file}",
+        *(f"--header={h}" for h in headers),
+        url,
+    ]
+
+
+def _counts(cmd: list[str], done: subprocess.CompletedProcess[str]) -> tuple[int, int, int]:
+    """Requests done, started, and bytes of body, from h2load's summary; LoadError on failures."""
+    out = done.stdout
+    finished, requests, status, data = (
+        _FINISHED.search(out),
+        _REQUESTS.search(out),
+        _STATUS.search(out),
+        _DATA.search(out),
+    )
+    if done.returncode != 0 or not (finished and requests and status and data):
+        raise LoadError(f"h2load failed ({done.returncode}): {' '.join(cmd)}\n{out}{done.stderr}")
+    _total, started, n_done, succeeded, failed, errored, timeouts = map(int, requests.groups())
+    ok_2xx = int(status.group(1))
+    if n_done == 0 or failed or errored or timeouts or ok_2xx != n_done or succeeded != n_done:
+        raise LoadError(f"h2load saw failed requests: {requests.group(0)}; {status.group(0)}")
+    return n_done, started, int(data.group(1))

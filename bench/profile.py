@@ -112,21 +112,7 @@ def _frame(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bench.profile``."""
-    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    p.add_argument(
-        "--method",
-        action="append",
-        choices=["echo", *cli.METHODS],
-        help="method(s) to profile (default GetMicropost); echo: the bare echo server",
-    )
-    p.add_argument("--seconds", type=float, default=10.0, help="seconds of sampling per method")
-    p.add_argument("--out", type=Path, default=ROOT / ".bench" / "profile", help="output folder")
-    p.add_argument("--top", type=int, default=25, help="how many functions to list")
-    p.add_argument("--native", action="store_true", help="also sample C/Cython frames (slower)")
-    p.add_argument(
-        "--server-arg", action="append", default=[], metavar="ARG", help="extra server argument"
-    )
-    args = p.parse_args(argv)
+    args = _parse(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         print("py-spy not found: pip install py-spy", file=sys.stderr)
@@ -141,62 +127,92 @@ def main(argv: list[str] | None = None) -> int:
         bench.h2load = h2load.find(install=True, say=print)
         if bench.h2load is None:
             return 2
-        wanted = args.method or ["GetMicropost"]
-        targets: list[Target] = []
-        if "echo" in wanted:
-            targets.append(bench.target("echo", bench.echo(), seed.echo_scenario()))
-        if set(wanted) - {"echo"}:
-            server = bench.microposts("microposts", Path(tmp) / "profile.db")
-            seeded = seed.seed(server.address)
-            targets += [
-                bench.target(s.method, server, s)
-                for s in seed.scenarios(seeded)
-                if s.method in wanted
-            ]
-        for target in targets:
-            server = target.server
-            bench.warm_up(target)
-            series = report.Series(target.label)
-            flame_seconds = min(args.seconds, 3.0)
-            load = h2load.Load(
-                bench_args.clients,
-                bench_args.streams,
-                args.seconds + flame_seconds + 4,  # py-spy's start-up, twice
-                bench_args.grpc_timeout,
-            )
-            runner = threading.Thread(target=bench.measure, args=(target, load, series))
-            threads_before = thread_cpu_seconds(server.pid)
-            runner.start()
-            raw = args.out / f"{target.label}.txt"
-            svg = args.out / f"{target.label}.svg"
-            spy = [py_spy, "record", "--pid", str(server.pid), "--duration", f"{args.seconds:g}"]
-            # py-spy cannot read native stacks without pausing the process.
-            spy += ["--function", *(["--native"] if args.native else ["--nonblocking"])]
-            for fmt, path in (("raw", raw), ("flamegraph", svg)):
-                # The flame graph is a second, shorter recording; the numbers come from raw.
-                seconds = flame_seconds if fmt == "flamegraph" else args.seconds
-                spy_cmd = [*spy[:5], f"{seconds:g}", *spy[6:]]
-                done = subprocess.run(
-                    [*spy_cmd, "--format", fmt, "--output", str(path)],
-                    capture_output=True,
-                    text=True,
-                    timeout=args.seconds + 60,
-                )
-                if done.returncode != 0:
-                    print(f"py-spy failed ({done.returncode}): {done.stderr.strip()}")
-            runner.join()
-            threads_after = thread_cpu_seconds(server.pid)
-            if not raw.exists():
-                continue
-            if target.error or not series.runs:
-                print(f"{target.label}: load failed: {target.error}")
-                continue
-            run = series.runs[0]
-            print(f"\n## {target.label}: {run.rps:,.0f} req/s under h2load {load}")
-            print(summarize(raw, series.cpu_us, args.top))
-            print(by_thread(server.pid, threads_before, threads_after, run.done))
-            print(f"(raw stacks: {raw}; flame graph: {svg})")
+        for target in _targets(bench, args.method or ["GetMicropost"]):
+            _profile(bench, target, args, py_spy)
     return 0
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=["echo", *cli.METHODS],
+        help="method(s) to profile (default GetMicropost); echo: the bare echo server",
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of sampling per method")
+    p.add_argument("--out", type=Path, default=ROOT / ".bench" / "profile", help="output folder")
+    p.add_argument("--top", type=int, default=25, help="how many functions to list")
+    p.add_argument("--native", action="store_true", help="also sample C/Cython frames (slower)")
+    p.add_argument(
+        "--server-arg", action="append", default=[], metavar="ARG", help="extra server argument"
+    )
+    return p.parse_args(argv)
+
+
+def _targets(bench: Bench, wanted: list[str]) -> list[Target]:
+    """The echo and a seeded MicroPosts server, as far as ``wanted`` asks for them."""
+    targets: list[Target] = []
+    if "echo" in wanted:
+        targets.append(bench.target("echo", bench.echo(), seed.echo_scenario()))
+    if set(wanted) - {"echo"}:
+        server = bench.microposts("microposts", bench.tmp / "profile.db")
+        seeded = seed.seed(server.address)
+        targets += [
+            bench.target(s.method, server, s) for s in seed.scenarios(seeded) if s.method in wanted
+        ]
+    return targets
+
+
+def _profile(bench: Bench, target: Target, args: argparse.Namespace, py_spy: str) -> None:
+    """Load ``target`` with h2load while py-spy records its server; print where the CPU went."""
+    server = target.server
+    bench.warm_up(target)
+    series = report.Series(target.label)
+    flame_seconds = min(args.seconds, 3.0)
+    load = h2load.Load(
+        bench.args.clients,
+        bench.args.streams,
+        args.seconds + flame_seconds + 4,  # py-spy's start-up, twice
+        bench.args.grpc_timeout,
+    )
+    runner = threading.Thread(target=bench.measure, args=(target, load, series))
+    threads_before = thread_cpu_seconds(server.pid)
+    runner.start()
+    raw = args.out / f"{target.label}.txt"
+    svg = args.out / f"{target.label}.svg"
+    _record(py_spy, server.pid, args, raw, args.seconds, "raw")
+    # The flame graph is a second, shorter recording; the numbers come from raw.
+    _record(py_spy, server.pid, args, svg, flame_seconds, "flamegraph")
+    runner.join()
+    threads_after = thread_cpu_seconds(server.pid)
+    if not raw.exists():
+        return
+    if target.error or not series.runs:
+        print(f"{target.label}: load failed: {target.error}")
+        return
+    run = series.runs[0]
+    print(f"\n## {target.label}: {run.rps:,.0f} req/s under h2load {load}")
+    print(summarize(raw, series.cpu_us, args.top))
+    print(by_thread(server.pid, threads_before, threads_after, run.done))
+    print(f"(raw stacks: {raw}; flame graph: {svg})")
+
+
+def _record(
+    py_spy: str, pid: int, args: argparse.Namespace, path: Path, seconds: float, fmt: str
+) -> None:
+    """One py-spy recording of ``pid`` into ``path``; a failure is printed, not raised."""
+    spy = [py_spy, "record", "--pid", str(pid), "--duration", f"{seconds:g}", "--function"]
+    # py-spy cannot read native stacks without pausing the process.
+    spy += ["--native"] if args.native else ["--nonblocking"]
+    done = subprocess.run(
+        [*spy, "--format", fmt, "--output", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=args.seconds + 60,
+    )
+    if done.returncode != 0:
+        print(f"py-spy failed ({done.returncode}): {done.stderr.strip()}")
 
 
 if __name__ == "__main__":
