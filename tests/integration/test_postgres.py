@@ -137,7 +137,7 @@ def test_unique_keys_and_request_records(url: str) -> None:
 async def _sleep_in_write(store: PostgresStore, seconds: float) -> None:
     async with store.write() as tx:
         await tx.insert_user(User("ghost", "never committed", 1))
-        await tx._run("execute", f"SELECT pg_sleep({seconds})")
+        await tx.execute(f"SELECT pg_sleep({seconds})")
 
 
 async def _active_sleeps(store: PostgresStore) -> int:
