@@ -243,6 +243,44 @@ def test_a_cancelled_task_cancels_its_statement_and_rolls_back(url: str) -> None
     run(go)
 
 
+async def _kill_the_sleeper(url: str) -> None:
+    """Waits for a store session running pg_sleep, then ends it as an operator would."""
+    for _ in range(100):
+        if await _active_sleeps(url):
+            break
+        await asyncio.sleep(0.02)
+    async with connected(url) as con:
+        await con.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND query LIKE 'SELECT pg_sleep%' AND state = 'active'"
+        )
+
+
+def test_a_read_that_lost_its_connection_runs_again_once_a_write_does_not(url: str) -> None:
+    async def sleep_in(unit: Any) -> str:
+        async with unit as tx:
+            status: str = await tx.execute("SELECT pg_sleep(0.5)")
+            return status
+
+    async def go() -> None:
+        store = await opened(url)
+        try:
+            read, _ = await asyncio.gather(sleep_in(store.read()), _kill_the_sleeper(url))
+            assert read == "SELECT 1"  # ran again, whole, on a fresh connection
+            write, _ = await asyncio.gather(
+                sleep_in(store.write()), _kill_the_sleeper(url), return_exceptions=True
+            )
+            # A write is never repeated behind the caller's back: it may have
+            # been applied. The caller gets UNAVAILABLE and decides.
+            assert isinstance(write, Unavailable)
+            assert await _user_exists(store, "nobody") is False  # and the store still serves
+        finally:
+            await store.close()
+
+    run(go)
+
+
 def test_unreachable_database_is_unavailable() -> None:
     closed = pg.url_for("test", port=_free_port())
     with pytest.raises(Unavailable):

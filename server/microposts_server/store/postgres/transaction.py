@@ -19,10 +19,13 @@ fresh one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import asyncpg
 
 from ... import deadlines
 from .errors import is_connection_lost, raise_translated
@@ -39,6 +42,17 @@ CLEANUP_TIMEOUT = 5.0  # rolling back and returning a connection
 # answer "deadline exceeded in store" before the handler itself is stopped.
 CLEANUP_MARGIN = 0.010
 CLEANUP_FRACTION = 0.2
+
+
+def _terminate(con: Any) -> None:
+    """Ends ``con``'s session at once, unless the pool already took it back.
+
+    asyncpg hands a connection whose socket closed (the server ended the
+    session, the network dropped it) back to its pool by itself, and then
+    refuses every call on it, ``terminate()`` included: nothing is left to end.
+    """
+    with contextlib.suppress(asyncpg.InterfaceError):
+        con.terminate()
 
 
 class UnitOfWork:
@@ -150,11 +164,11 @@ class UnitOfWork:
                 # asyncpg first waits for the cancel of an interrupted statement.
                 await con.execute("ROLLBACK", timeout=CLEANUP_TIMEOUT)
         except Exception:
-            con.terminate()  # the server rolls back when the session ends
+            _terminate(con)  # the server rolls back when the session ends
         try:
             await self._release()
         except Exception:
-            con.terminate()
+            _terminate(con)
 
     async def _bounded(self, statement: Callable[[Any, float], Awaitable[T]]) -> T:
         """Runs ``statement(connection, seconds_left)``, bounded and translated."""
