@@ -58,7 +58,7 @@ async def _slow_statement(tx: Any) -> None:
     if hasattr(tx, "conn"):  # SQLite: runs inline until the progress handler stops it
         tx.conn.execute(HEAVY_SQLITE).fetchall()
     else:  # PostgreSQL
-        await tx._run("execute", "SELECT pg_sleep(60)")
+        await tx.execute("SELECT pg_sleep(60)")
 
 
 def make_slow(store: Store, injected: Injected) -> Store:

@@ -2,27 +2,26 @@
 
 Concurrent replicas migrating at once, concurrent twins of one idempotent
 create, deadlines that stop statements and lock waits on the server,
-cancelled tasks whose statement is cancelled and transaction rolled back,
-and a database that goes away and comes back under a running server.
-Each test has a schema of its own (tests/pg.py).
+cancelled tasks whose statement is cancelled and transaction rolled back.
+Each test has a schema of its own (tests/pg.py). The tests see the store
+through its public surface only; what they check in the database itself
+they read on asyncpg connections of their own. (A database outage under a
+running server process: tests/e2e/test_postgres_outage.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import functools
+import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import grpc
+import asyncpg
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from microposts.v1 import resources_pb2 as rpb
-from microposts.v1 import user_service_pb2 as upb
-from microposts.v1 import user_service_pb2_grpc as ugrpc
 from microposts_server import deadlines
 from microposts_server.domain import DeadlineExceeded, Micropost, Unavailable, User
 from microposts_server.page_tokens import PageTokens
@@ -30,9 +29,9 @@ from microposts_server.service import Service
 from microposts_server.store import DuplicateKey, RequestRecord, open_store
 from microposts_server.store.postgres import PostgresStore
 from tests import pg
-from tests.serverproc import ServerProcess
 
 T = TypeVar("T")
+POOL_SIZE = 4
 
 
 @pytest.fixture
@@ -49,9 +48,19 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
 
 
 async def opened(url: str) -> PostgresStore:
-    store = await open_store(url, pool_size=4)
+    store = await open_store(url, pool_size=POOL_SIZE)
     assert isinstance(store, PostgresStore)
     return store
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[Any]:
+    """A connection of the test's own to the store's database (and schema)."""
+    con = await asyncpg.connect(url, timeout=10)
+    try:
+        yield con
+    finally:
+        await con.close()
 
 
 @contextlib.contextmanager
@@ -71,7 +80,7 @@ def test_replicas_starting_together_migrate_once_and_share_the_token_key(url: st
         try:
             keys = {await s.page_token_key() for s in stores}
             assert len(keys) == 1
-            async with stores[0].pool.acquire() as con:
+            async with connected(url) as con:
                 assert await con.fetchval("SELECT count(*) FROM schema_migrations") == 1
         finally:
             for s in stores:
@@ -137,17 +146,34 @@ def test_unique_keys_and_request_records(url: str) -> None:
 async def _sleep_in_write(store: PostgresStore, seconds: float) -> None:
     async with store.write() as tx:
         await tx.insert_user(User("ghost", "never committed", 1))
-        await tx._run("execute", f"SELECT pg_sleep({seconds})")
+        await tx.execute(f"SELECT pg_sleep({seconds})")
 
 
-async def _active_sleeps(store: PostgresStore) -> int:
-    async with store.pool.acquire() as con:
+async def _sessions(url: str, where: str) -> int:
+    """How many other sessions on the store's database match ``where`` (pg_stat_activity)."""
+    async with connected(url) as con:
         n: int = await con.fetchval(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()"
-            " AND datname = current_database()"
+            f"WHERE datname = current_database() AND pid <> pg_backend_pid() AND {where}"
         )
         return n
+
+
+async def _active_sleeps(url: str) -> int:
+    return await _sessions(url, "query LIKE 'SELECT pg_sleep%' AND state = 'active'")
+
+
+async def _every_connection_at_once(store: PostgresStore) -> None:
+    """Holds POOL_SIZE units of work open together: none of the pool's connections leaked."""
+    together = asyncio.Barrier(POOL_SIZE)
+
+    async def hold() -> None:
+        async with store.read() as tx:
+            await tx.get_user("ghost")
+            async with asyncio.timeout(5):  # a leaked connection: the last one never comes
+                await together.wait()
+
+    await asyncio.gather(*(hold() for _ in range(POOL_SIZE)))
 
 
 async def _user_exists(store: PostgresStore, username: str) -> bool:
@@ -166,7 +192,7 @@ def test_deadline_stops_the_statement_and_rolls_back_the_write(url: str) -> None
             assert exc.value.phase == "store"
             assert b.store_calls == 1 and b.store_seconds > 0.15
             assert not await _user_exists(store, "ghost")
-            assert await _active_sleeps(store) == 0
+            assert await _active_sleeps(url) == 0
         finally:
             await store.close()
 
@@ -200,16 +226,55 @@ def test_a_cancelled_task_cancels_its_statement_and_rolls_back(url: str) -> None
             task = asyncio.ensure_future(_sleep_in_write(store, 30))
             for _ in range(100):  # until the sleep runs on the server
                 await asyncio.sleep(0.05)
-                if await _active_sleeps(store):
+                if await _active_sleeps(url):
                     break
-            assert await _active_sleeps(store) == 1
+            assert await _active_sleeps(url) == 1
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert await _active_sleeps(store) == 0
+            assert await _active_sleeps(url) == 0
             assert not await _user_exists(store, "ghost")
             # Every connection went back to the pool, none left in a transaction.
-            assert store.pool.get_size() == store.pool.get_idle_size()
+            assert await _sessions(url, "state LIKE 'idle in transaction%'") == 0
+            await _every_connection_at_once(store)
+        finally:
+            await store.close()
+
+    run(go)
+
+
+async def _kill_the_sleeper(url: str) -> None:
+    """Waits for a store session running pg_sleep, then ends it as an operator would."""
+    for _ in range(100):
+        if await _active_sleeps(url):
+            break
+        await asyncio.sleep(0.02)
+    async with connected(url) as con:
+        await con.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND query LIKE 'SELECT pg_sleep%' AND state = 'active'"
+        )
+
+
+def test_a_read_that_lost_its_connection_runs_again_once_a_write_does_not(url: str) -> None:
+    async def sleep_in(unit: Any) -> str:
+        async with unit as tx:
+            status: str = await tx.execute("SELECT pg_sleep(0.5)")
+            return status
+
+    async def go() -> None:
+        store = await opened(url)
+        try:
+            read, _ = await asyncio.gather(sleep_in(store.read()), _kill_the_sleeper(url))
+            assert read == "SELECT 1"  # ran again, whole, on a fresh connection
+            write, _ = await asyncio.gather(
+                sleep_in(store.write()), _kill_the_sleeper(url), return_exceptions=True
+            )
+            # A write is never repeated behind the caller's back: it may have
+            # been applied. The caller gets UNAVAILABLE and decides.
+            assert isinstance(write, Unavailable)
+            assert await _user_exists(store, "nobody") is False  # and the store still serves
         finally:
             await store.close()
 
@@ -222,137 +287,20 @@ def test_unreachable_database_is_unavailable() -> None:
         run(lambda: open_store(closed))
 
 
-def _free_port() -> int:
-    import socket
+def test_errors_show_the_store_url_without_its_password() -> None:
+    secret = "s3cret-pw"
+    port = _free_port()
+    for url in (
+        f"postgresql://microposts:{secret}@127.0.0.1:{port}/test",
+        f"postgresql://microposts@127.0.0.1:{port}/test?password={secret}&sslmode=disable",
+    ):
+        with pytest.raises(Unavailable) as err:
+            run(functools.partial(open_store, url))
+        assert "***" in str(err.value)
+        assert secret not in str(err.value)
 
+
+def _free_port() -> int:
     with socket.socket() as s:  # nothing listens on it once closed: connections are refused
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class TcpProxy:
-    """A tiny TCP proxy (its own thread and event loop) from 127.0.0.1:port to PostgreSQL.
-
-    ``cut()`` drops every open connection and stops listening, so connects
-    are refused: to the server behind it, the database is down. ``restore()``
-    listens again on the same port. It exists so that a test can take "the
-    database" away without stopping the machine's real PostgreSQL, which
-    other test runs share.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server: asyncio.Server | None = None
-        self.conns: set[asyncio.StreamWriter] = set()
-
-    def __enter__(self) -> TcpProxy:
-        self.thread.start()
-        self.restore()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cut()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-    def _call(self, coro: Awaitable[Any]) -> Any:
-        async def wrapped() -> Any:
-            return await coro
-
-        return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result(10)
-
-    def restore(self) -> None:
-        async def listen() -> None:
-            self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-            self.port = self.server.sockets[0].getsockname()[1]
-
-        self._call(listen())
-
-    def cut(self) -> None:
-        async def close() -> None:
-            if self.server is not None:
-                self.server.close()
-                self.server = None
-            for writer in self.conns:
-                writer.transport.abort()
-            self.conns.clear()
-
-        self._call(close())
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.conns |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self.conns -= {writer, up_writer}
-
-
-def _health(channel: grpc.Channel) -> Any:
-    stub = health_pb2_grpc.HealthStub(channel)
-    return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
-
-
-def _wait_health(channel: grpc.Channel, want: Any, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while (got := _health(channel)) != want:
-        assert time.monotonic() < deadline, f"health stayed {got}, wanted {want}"
-        time.sleep(0.1)
-
-
-def test_database_outage_flips_health_and_calls_are_unavailable_then_recover() -> None:
-    """The database goes away under a running server and comes back.
-
-    We do not stop the machine's PostgreSQL (other test runs on this machine
-    and CI share it): the server reaches it through ``TcpProxy``, and cutting
-    the proxy is, to the server, the database going down (connections reset,
-    new ones refused).
-    """
-    host, port = "127.0.0.1", int(pg.ADMIN_URL.rsplit(":", 1)[1].split("/")[0])
-    with (
-        TcpProxy(host, port) as proxy,
-        pg.session_database().schema(port=proxy.port) as url,
-        ServerProcess(url, "--health-interval", "0.2") as srv,
-        grpc.insecure_channel(srv.address) as channel,
-    ):
-        users = ugrpc.UserServiceStub(channel)
-
-        def create(name: str) -> Any:
-            user = rpb.User(username=name, display_name=name)
-            return users.CreateUser(upb.CreateUserRequest(user=user, request_id=name), timeout=5)
-
-        def get(name: str) -> Any:
-            return users.GetUser(upb.GetUserRequest(name=f"users/{name}"), timeout=5)
-
-        _wait_health(channel, health_pb2.HealthCheckResponse.SERVING)
-        create("before")
-
-        proxy.cut()
-        _wait_health(channel, health_pb2.HealthCheckResponse.NOT_SERVING)
-        for call in (lambda: get("before"), lambda: create("during")):
-            with pytest.raises(grpc.RpcError) as err:
-                call()
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-
-        proxy.restore()
-        _wait_health(channel, health_pb2.HealthCheckResponse.SERVING)
-        assert get("before").username == "before"
-        create("after")
-        assert get("after").username == "after"
-
-        assert srv.logs(msg="store unreachable") and srv.logs(msg="store reachable again")
-        assert not srv.logs(code="INTERNAL")
-        assert {r["code"] for r in srv.logs(msg="call")} == {"OK", "UNAVAILABLE"}

@@ -6,9 +6,22 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit, urlunsplit
+
 from .base import DuplicateKey, RequestRecord, Store, Transaction
 
-__all__ = ["DuplicateKey", "RequestRecord", "Store", "StoreURLError", "Transaction", "open_store"]
+__all__ = [
+    "DuplicateKey",
+    "RequestRecord",
+    "Store",
+    "StoreURLError",
+    "Transaction",
+    "open_store",
+    "redact_url",
+]
+
+# Query options that carry a secret (libpq and asyncpg both read them).
+_SECRET_OPTIONS = {"password", "sslpassword"}
 
 
 class StoreURLError(ValueError):
@@ -26,6 +39,27 @@ def check_url(url: str) -> str:
     if scheme == "sqlite" and not url[len("sqlite://") :]:
         raise StoreURLError(f"store URL {url!r} names no file")
     return url
+
+
+def redact_url(url: str) -> str:
+    """A store URL fit for logs and errors: any password shown as ``***``.
+
+    Covers the password in the authority (``user:secret@host``) and in the
+    query (``?password=secret``); a URL without one comes back unchanged.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    query = "&".join(
+        f"{name}=***" if eq and unquote(name).lower() in _SECRET_OPTIONS else option
+        for option in parts.query.split("&")
+        for name, eq, _ in [option.partition("=")]
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 async def open_store(url: str, *, durability: str = "normal", pool_size: int = 10) -> Store:

@@ -1,13 +1,15 @@
 """The storage port: what use cases need from a database, and nothing more.
 
-A ``Store`` hands out transactions: ``async with store.write() as tx`` commits
-when the block ends normally and rolls back whole when it raises (a deadline,
-a cancellation, a bug): a write is never half-applied. ``store.read()`` gives
-the same interface for reads. Each adapter bounds its work by the current
-call's budget (``deadlines.CURRENT``), adds the time it spent to the
-budget, and translates its driver's errors into the ones below or into
-domain errors (``Unavailable``, ``DeadlineExceeded``) so that no driver
-exception reaches the use cases.
+A ``Store`` hands out units of work. ``async with store.write() as tx`` is one
+transaction: it commits when the block ends normally and rolls back whole
+when it raises (a deadline, a cancellation, a bug), so a write is never
+half-applied. ``store.read()`` gives the same interface for reads, without a
+transaction: each statement reads committed data on its own (what that
+guarantees, and why it is enough: ``Store.read``). Each adapter bounds its
+work by the current call's budget (``deadlines.CURRENT``), adds the time it
+spent to the budget, and translates its driver's errors into the ones below
+or into domain errors (``Unavailable``, ``DeadlineExceeded``) so that no
+driver exception reaches the use cases.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class RequestRecord:
 
 
 class Transaction(Protocol):
-    """Reads and writes inside one transaction."""
+    """The statements of one unit of work: a transaction in a write (see ``Store.read``)."""
 
     async def get_user(self, username: str) -> User | None: ...
 
@@ -95,10 +97,30 @@ class Store(Protocol):
     """A database holding users, posts and idempotency records."""
 
     def read(self) -> TransactionContext:
-        """A read-only transaction (or consistent reads) bounded by the call's budget."""
+        """Reads of committed data, bounded by the call's budget; no transaction.
+
+        What holds, on both stores: each statement sees one consistent
+        snapshot of committed data, but two statements of one read may see
+        different snapshots (a write committed in between shows in the
+        second). PostgreSQL runs each read statement on its own (autocommit,
+        READ COMMITTED); SQLite runs it as its own implicit read transaction,
+        and other processes on the same file may commit between two.
+
+        Why that is enough for the read use cases: each one that answers
+        with data reads it in one statement (a user, a post, a page of
+        users, a page of posts, and ``BatchGetMicroposts`` every post of the
+        batch at once), so what one response holds comes from one snapshot.
+        ``ListMicroposts`` first checks that the user exists, then reads the
+        page: users are never deleted or renamed, so a user seen to exist
+        still does when the page is read, and a post created or deleted in
+        between is simply in the page or not, as if the call came a moment
+        later or earlier. A use case that needs two statements to agree
+        must not rely on ``read()``: it would need a ``REPEATABLE READ READ
+        ONLY`` transaction on PostgreSQL (two more round trips per call).
+        """
 
     def write(self) -> TransactionContext:
-        """A read-write transaction bounded by the call's budget."""
+        """One read-write transaction, bounded by the call's budget; all or nothing."""
 
     async def page_token_key(self) -> bytes:
         """The secret that signs page tokens, shared by every replica on this store."""
