@@ -17,7 +17,6 @@ import signal
 import time
 from dataclasses import dataclass, field
 from typing import TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,7 +35,7 @@ from .page_tokens import PageTokens
 from .rpc import DeadlinePolicy, add_services
 from .service import Service
 from .servicers import Servicers
-from .store import Store, open_store
+from .store import Store, open_store, redact_url
 
 log = logging.getLogger("microposts.server")
 
@@ -59,15 +58,6 @@ def services() -> tuple[str, ...]:
     return tuple(dict.fromkeys(m.service for m in method_table().values()))
 
 
-def redact(url: str) -> str:
-    """A store URL fit for logs: no password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 @dataclass
 class App:
     """A built, bound, not yet started server and what it owns."""
@@ -87,7 +77,7 @@ class App:
         await self._set_health(True)
         self._tasks.append(asyncio.create_task(self._watch_store()))
         self._tasks.append(asyncio.create_task(self._purge_requests()))
-        fields = {"address": self.address, "store": redact(self.settings.store)}
+        fields = {"address": self.address, "store": redact_url(self.settings.store)}
         if self.settings.metrics_address:
             self._metrics_server, fields["metrics"] = await serve_metrics(
                 self.metrics, self.settings.metrics_address

@@ -1,8 +1,11 @@
 """Use cases: one method per RPC, on the domain's terms.
 
 Each method validates its inputs (naming the request field of every bad
-one), runs its reads and writes in one store transaction, and returns domain
-objects or raises domain errors. It knows nothing of grpc or protobuf.
+one), runs its writes in one store transaction (``store.write()``) and its
+reads in one ``store.read()``, where each statement sees committed data on
+its own (``store.base.Store.read`` says what that guarantees and why it is
+enough), and returns domain objects or raises domain errors. It knows
+nothing of grpc or protobuf.
 """
 
 from __future__ import annotations

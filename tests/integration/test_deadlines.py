@@ -1,4 +1,4 @@
-"""Deadlines all the way down, on the server (DESIGN section 3, issue 4).
+"""Deadlines all the way down, on the server (docs/design.md, "Deadlines, end to end").
 
 These tests run the real server in-process (``build_app``) on a real store
 and call it over a real socket with grpc.aio. The only thing injected is
