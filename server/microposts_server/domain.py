@@ -97,6 +97,18 @@ class Unavailable(DomainError):
     """The store cannot be reached right now; the call may be retried."""
 
 
+class StoreFailed(DomainError):
+    """The store fails in a way that lasts (disk full, I/O error, read-only): retrying is futile.
+
+    ``full`` tells a full disk apart from a broken one. Until an operator
+    frees space or fixes the disk, every write fails the same way.
+    """
+
+    def __init__(self, message: str, *, full: bool) -> None:
+        self.full = full
+        super().__init__(message)
+
+
 class DeadlineExceeded(DomainError):
     """The call's time budget ran out; ``phase`` says where (admission, queue, store, handler)."""
 

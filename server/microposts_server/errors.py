@@ -91,6 +91,15 @@ def failure_for(exc: domain.DomainError) -> Failure:
     if isinstance(exc, domain.Unavailable):
         info = error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=DOMAIN)
         return Failure(grpc.StatusCode.UNAVAILABLE, exc.message, (info,))
+    if isinstance(exc, domain.StoreFailed):
+        # Neither code is retried by gRPC clients or ours: the failure lasts.
+        # RESOURCE_EXHAUSTED is the code's own documented case for a full file
+        # system; a disk that fails outright is the server's INTERNAL fault.
+        if exc.full:
+            info = error_details_pb2.ErrorInfo(reason="STORE_FULL", domain=DOMAIN)
+            return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, (info,))
+        info = error_details_pb2.ErrorInfo(reason="STORE_FAILED", domain=DOMAIN)
+        return Failure(grpc.StatusCode.INTERNAL, exc.message, (info,))
     return internal("unclassified")  # pragma: no cover - every DomainError is listed
 
 

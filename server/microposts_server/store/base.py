@@ -131,4 +131,7 @@ class Store(Protocol):
     async def purge_requests(self, now: int) -> int:
         """Deletes expired idempotency records; returns how many."""
 
+    async def check_writes(self) -> None:
+        """Commits a one-row write; raises what a failing write raises (health, after a fault)."""
+
     async def close(self) -> None: ...

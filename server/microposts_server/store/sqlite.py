@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from .. import deadlines
-from ..domain import DeadlineExceeded, Micropost, Unavailable, User
+from ..domain import DeadlineExceeded, Micropost, StoreFailed, Unavailable, User
 from .base import DuplicateKey, RequestRecord, Transaction
 from .rows import (
     POST_COLUMNS,
@@ -79,6 +79,13 @@ MIGRATIONS: list[str] = [
 
 PROGRESS_STEPS = 500  # VM instructions between deadline checks (~10-50 us)
 DEFAULT_BUSY_MS = 5000  # lock wait outside any call (start-up, maintenance)
+
+
+# Failures that outlast any retry: the disk is full, failing, read-only or the
+# file is damaged. Told apart from a busy lock, which passes.
+_LASTING = frozenset(
+    (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT)
+)
 
 
 def _post(row: tuple[str, str, str, str, int, int, int]) -> Micropost:
@@ -183,6 +190,13 @@ class SqliteStore:
         async with self.write() as tx:
             return await tx.purge_requests(now)
 
+    async def check_writes(self) -> None:
+        async with self.write() as tx:
+            tx.cur.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES ('write_check', ?)",
+                (str(time.time_ns()),),
+            )
+
     async def close(self) -> None:
         self.conn.close()
 
@@ -265,9 +279,14 @@ class _SqliteTx(Transaction):
             return DeadlineExceeded("store work interrupted", "store")
         if "locked" in text or "busy" in text:
             return Unavailable("store is busy (locked by another writer)")
-        if isinstance(exc, sqlite3.OperationalError) and (
-            "unable to open" in text or "disk i/o" in text or "readonly" in text
-        ):
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
+        if code in _LASTING:
+            return StoreFailed(
+                f"the store cannot write: {exc}; writes fail until an operator "
+                + ("frees disk space" if code == sqlite3.SQLITE_FULL else "fixes the disk"),
+                full=code == sqlite3.SQLITE_FULL,
+            )
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
             return Unavailable(f"store unavailable: {exc}")
         return exc
 

@@ -3,7 +3,9 @@
 A timeout or a cancelled statement is the budget's ``DeadlineExceeded``; a
 refused, lost or shut-down connection (and "too many connections",
 serialisation failures, a read-only standby) is ``Unavailable``
-(UNAVAILABLE, which callers may retry); a unique violation is
+(UNAVAILABLE, which callers may retry); a full disk, an I/O error or
+corruption on the database's side is ``StoreFailed`` (it lasts; no retry
+helps); a unique violation is
 ``DuplicateKey(table)``. Anything else passes through, to be reported as
 INTERNAL with the details in the log only.
 """
@@ -15,7 +17,7 @@ from typing import NoReturn
 import asyncpg
 
 from ... import deadlines
-from ...domain import DeadlineExceeded, Unavailable
+from ...domain import DeadlineExceeded, StoreFailed, Unavailable
 from ..base import DuplicateKey
 
 # Connection-level failures: the database is down, restarting, or unreachable.
@@ -25,11 +27,18 @@ _UNAVAILABLE = (
     asyncpg.CannotConnectNowError,  # starting up / shutting down
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
-    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.InsufficientResourcesError,  # too many connections (a full disk: _LASTING)
     asyncpg.TransactionRollbackError,  # serialisation failure, deadlock: retry
     asyncpg.ReadOnlySQLTransactionError,  # a standby after a failover
 )
 _TIMEOUTS = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, TimeoutError)
+# Failures of the database's own storage, which no retry cures.
+_LASTING = (
+    asyncpg.DiskFullError,
+    asyncpg.DataCorruptedError,
+    asyncpg.IndexCorruptedError,
+    asyncpg.PostgresIOError,
+)
 
 
 def is_connection_lost(exc: BaseException) -> bool:
@@ -49,6 +58,13 @@ def translate(exc: Exception, budget: deadlines.Budget | None) -> Exception:
         return DeadlineExceeded(f"store work timed out: {exc}", "store")
     if isinstance(exc, asyncpg.TransactionRollbackError):
         return Unavailable(f"store transaction conflict, retry: {exc}")
+    if isinstance(exc, _LASTING):
+        full = isinstance(exc, asyncpg.DiskFullError)
+        return StoreFailed(
+            f"the database cannot write: {type(exc).__name__}: {exc}; writes fail until an "
+            + ("operator frees disk space" if full else "operator fixes the database's storage"),
+            full=full,
+        )
     if is_connection_lost(exc):
         return Unavailable(f"store unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
     return exc

@@ -114,6 +114,10 @@ class PostgresStore:
         async with self.write() as tx:
             return await tx.purge_requests(now)
 
+    async def check_writes(self) -> None:
+        async with self.write() as tx:
+            await tx.check_write()
+
     async def close(self) -> None:
         if self._ping_con is not None:
             self._ping_con.terminate()

@@ -152,3 +152,11 @@ class PgTransaction(UnitOfWork, Transaction):
         """Deletes the idempotency records expired by ``now``; returns how many."""
         status = await self._execute("DELETE FROM requests WHERE expire_time <= $1", now)
         return int(status.rsplit(" ", 1)[1])
+
+    async def check_write(self) -> None:
+        """Writes one settings row: whether the database accepts writes at all."""
+        await self._execute(
+            "INSERT INTO settings (key, value) VALUES ('write_check', $1) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            str(time.time_ns()),
+        )
