@@ -1,11 +1,13 @@
 """Assembly: the whole server is built in ``build_app``, and run by ``serve``.
 
 Nothing happens at import time. ``build_app`` opens the store, wires the use
-cases, servicers, per-call pipeline, health and reflection into a grpc.aio
-server and binds it; ``serve`` runs it until SIGTERM/SIGINT and shuts it
-down gracefully: health goes NOT_SERVING, no new calls are accepted,
-in-flight calls get ``--grace`` seconds to finish, then the store closes
-and the process exits 0.
+cases, servicers, per-call pipeline, admission (``overload.py``), health and
+reflection into a grpc.aio server and binds it; ``serve`` runs it until
+SIGTERM/SIGINT and then drains it (``App.stop``): health goes NOT_SERVING,
+calls that arrive or wait in the queue are answered UNAVAILABLE (a client
+retries them on another replica) while the listener stays open, calls
+already running get ``--grace`` seconds to finish, then the listener closes,
+the store closes and the process exits 0.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 # grpc_health's public asyncio servicer; grpc-stubs predates it.
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
@@ -27,30 +29,28 @@ from grpc_reflection.v1alpha import reflection
 
 from microposts_client import method_table
 
-from . import domain
 from .config import Settings
+from .health import Health
 from .logs import CallLog
 from .metrics import Metrics, serve_metrics
+from .overload import Admission, Policy, Reason, make_server
 from .page_tokens import PageTokens
 from .rpc import DeadlinePolicy, add_services
 from .service import Service
 from .servicers import Servicers
 from .store import Store, open_store, redact_url
+from .transport import FdWatch, raise_fd_limit, server_options
 
 log = logging.getLogger("microposts.server")
 
 PURGE_INTERVAL = 600.0  # seconds between sweeps of expired request ids
+DRAIN_MIN = 1.0
+"""Seconds the listener stays open after NOT_SERVING, at least (or --grace if shorter).
 
-SERVER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.so_reuseport", 1),  # lets --workers share one port
-    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
-    # Accept client keepalive pings down to every 10 s, even between calls.
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-]
+Health-checking clients and load balancers move away in that time; calls
+that still arrive are answered UNAVAILABLE, which clients retry elsewhere.
+Closing the listener at once would leave calls racing in to be reset.
+"""
 
 
 def services() -> tuple[str, ...]:
@@ -65,51 +65,32 @@ class App:
     settings: Settings
     server: grpc.aio.Server
     store: Store
-    health: health_aio.HealthServicer
+    health: Health
     metrics: Metrics
     address: str
+    admission: Admission
+    gated: bool  # whether admission sees the calls (grpc.aio internals found)
+    fd_limit: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _serving: bool | None = None
     _metrics_server: asyncio.Server | None = None
 
     async def start(self) -> None:
         await self.server.start()
-        await self._set_health(True)
-        self._tasks.append(asyncio.create_task(self._watch_store()))
+        await self.health.start()
         self._tasks.append(asyncio.create_task(self._purge_requests()))
-        fields = {"address": self.address, "store": redact_url(self.settings.store)}
+        self._tasks.append(asyncio.create_task(self._watch_fds()))
+        fields: dict[str, object] = {
+            "address": self.address,
+            "store": redact_url(self.settings.store),
+            "fd_limit": self.fd_limit,
+        }
         if self.settings.metrics_address:
             self._metrics_server, fields["metrics"] = await serve_metrics(
                 self.metrics, self.settings.metrics_address
             )
+        if not self.gated:
+            log.warning("overload control off: this grpcio lacks the internals it needs")
         log.info("serving", extra={"fields": fields})
-
-    async def _set_health(self, serving: bool) -> None:
-        if serving == self._serving:
-            return
-        self._serving = serving
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for service in ("", *services()):
-            await self.health.set(service, status)
-
-    async def _watch_store(self) -> None:
-        """Health follows the store: NOT_SERVING while it is unreachable."""
-        while True:
-            await asyncio.sleep(self.settings.health_interval)
-            try:
-                await asyncio.wait_for(self.store.ping(), self.settings.health_interval)
-                ok = True
-            except (domain.Unavailable, TimeoutError) as exc:
-                ok = False
-                if self._serving:
-                    log.warning("store unreachable", extra={"fields": {"error": str(exc)}})
-            if ok and self._serving is False:
-                log.info("store reachable again")
-            await self._set_health(ok)
 
     async def _purge_requests(self) -> None:
         while True:
@@ -121,22 +102,42 @@ class App:
             except Exception:
                 log.exception("purging request ids failed")
 
+    async def _watch_fds(self) -> None:
+        watch = FdWatch(self.fd_limit)
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            watch.check()
+
     async def stop(self, grace: float | None = None) -> None:
-        """Graceful stop: NOT_SERVING, refuse new calls, drain, close the store."""
+        """Drain, then stop: NOT_SERVING, new and queued calls UNAVAILABLE, running ones finish."""
         grace = self.settings.grace if grace is None else grace
-        self._serving = False
-        await self.health.enter_graceful_shutdown()
+        end = time.monotonic() + grace
         log.info("shutting down", extra={"fields": {"grace_s": grace}})
-        await self.server.stop(grace)
-        if self._metrics_server is not None:
-            self._metrics_server.close()
         for task in self._tasks:
             task.cancel()
+        await self.health.stop()
+        admission = self.admission
+        admission.drain()
+        await asyncio.sleep(min(DRAIN_MIN, grace))
+        idle = asyncio.Event()
+        admission.when_idle(idle.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), max(0.0, end - time.monotonic()))
+        unfinished = admission.in_flight
+        # Running calls are done (or out of time): close the listener, and end
+        # what is left (streams such as health watches) without waiting.
+        await self.server.stop(0)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.store.close()
-        log.info("stopped")
+        turned_away = admission.stats.rejected[Reason.DRAINING]
+        log.info(
+            "stopped",
+            extra={"fields": {"answered_unavailable": turned_away, "cut_off": unfinished}},
+        )
 
 
 async def build_app(
@@ -154,13 +155,25 @@ async def build_app(
     service = Service(
         store, PageTokens(await store.page_token_key()), request_ttl=settings.request_id_ttl
     )
+    fd_limit, _hard = raise_fd_limit()
     metrics = Metrics()
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    admission = Admission(
+        Policy(max_concurrency=settings.max_concurrency, max_wait=settings.max_queue_wait)
+    )
+    server, gated = make_server(server_options(settings), admission, services())
+    metrics.extra.append(lambda: admission.stats.render(admission))
+    health_servicer = health_aio.HealthServicer()
+    app_health = Health(health_servicer, services(), store, settings.health_interval)
     policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_deadline=settings.min_deadline)
     call_log = CallLog(settings.log_level, call_log_stream)
-    add_services(server, Servicers(service).handlers(), policy, metrics, call_log)
-
-    health_servicer = health_aio.HealthServicer()
+    add_services(
+        server,
+        Servicers(service).handlers(),
+        policy,
+        metrics,
+        call_log,
+        store_failed=app_health.write_failed,
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*services(), health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -171,7 +184,8 @@ async def build_app(
         await store.close()
         raise OSError(f"--address: cannot listen on {settings.address}: {exc}") from None
     host = settings.address.rpartition(":")[0]
-    return App(settings, server, store, health_servicer, metrics, f"{host}:{port}")
+    address = f"{host}:{port}"
+    return App(settings, server, store, app_health, metrics, address, admission, gated, fd_limit)
 
 
 async def serve(settings: Settings) -> int:

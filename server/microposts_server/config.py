@@ -42,6 +42,12 @@ class Settings:
     health_interval: float = 2.0
     event_loop: str = "auto"
     metrics_address: str = ""
+    max_concurrent_streams: int = 4
+    max_concurrency: int = 200
+    max_queue_wait: float = 0.02
+    max_receive_size: int = 64 * 1024
+    idle_timeout: float = 300.0
+    max_connection_age: float = 1800.0
 
 
 def _seconds(text: str) -> float:
@@ -65,6 +71,16 @@ def _hours(text: str) -> float:
 def _count(text: str) -> int:
     value = int(text)
     if value < 1:
+        raise ValueError
+    return value
+
+
+def _size(text: str) -> int:
+    """Bytes, with an optional K or M suffix (KiB, MiB): "65536", "64K", "4M"."""
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+    value = int(text[:-1] if scale > 1 else text) * scale
+    if value < 1024:
         raise ValueError
     return value
 
@@ -183,6 +199,44 @@ SETTINGS: tuple[Option, ...] = (
         "HOST:PORT, or empty for off",
         "serve Prometheus metrics over HTTP at /metrics",
     ),
+    Option(
+        "max_concurrent_streams",
+        _count,
+        "an integer >= 1",
+        "calls one connection may have open at once; a client's excess waits on its side",
+    ),
+    Option(
+        "max_concurrency",
+        _count,
+        "an integer >= 1",
+        "ceiling of the adaptive limit on calls running at once (8 or less: a fixed limit)",
+    ),
+    Option(
+        "max_queue_wait",
+        _positive_seconds,
+        "seconds > 0",
+        "the longest a call may wait for a free slot; one that would wait longer, or past "
+        "its deadline, is turned away at once (RESOURCE_EXHAUSTED, with a retry delay)",
+    ),
+    Option(
+        "max_receive_size",
+        _size,
+        "bytes >= 1K, e.g. 65536, 64K or 1M",
+        "the largest request message accepted; larger ones are RESOURCE_EXHAUSTED",
+    ),
+    Option(
+        "idle_timeout",
+        _positive_seconds,
+        "seconds > 0",
+        "a connection with no call for this long is closed (the client reconnects when needed)",
+    ),
+    Option(
+        "max_connection_age",
+        _positive_seconds,
+        "seconds > 0",
+        "connections are asked to reconnect after this long (spreads load on new replicas); "
+        "calls still open get --max-deadline more before the connection is closed",
+    ),
 )
 
 _DEFAULTS = Settings()
@@ -195,6 +249,8 @@ def default_text(option: Option) -> str:
         return str(value["*"])
     if option.dest == "request_id_ttl":
         return f"{value / 3600:g}"
+    if option.dest == "max_receive_size":
+        return f"{value // 1024}K"
     if value == "":
         return "(off)"
     return str(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 
 class Metrics:
@@ -13,6 +14,7 @@ class Metrics:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.rejected: Counter[str] = Counter()
         self.seconds: dict[str, float] = {}
+        self.extra: list[Callable[[], list[str]]] = []  # more lines, e.g. overload's gauges
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         self.calls[method, code] += 1
@@ -43,6 +45,8 @@ class Metrics:
         ]
         for method, n in sorted(self.rejected.items()):
             lines.append(f'microposts_admission_rejected_total{{method="{method}"}} {n}')
+        for more in self.extra:
+            lines += more()
         return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -129,9 +129,21 @@ async def run(handler: Handler, request: Message, budget: deadlines.Budget) -> M
     return await handler(request)
 
 
-def failure_of(exc: Exception, budget: deadlines.Budget, method: str, request_id: str) -> Failure:
-    """Step 6: the status an exception out of steps 3 to 5 becomes."""
+def failure_of(
+    exc: Exception,
+    budget: deadlines.Budget,
+    method: str,
+    request_id: str,
+    store_failed: Callable[[domain.StoreFailed], None] | None = None,
+) -> Failure:
+    """Step 6: the status an exception out of steps 3 to 5 becomes.
+
+    A store failure that lasts (``StoreFailed``) is also reported to
+    ``store_failed`` (health and the error log, once per episode).
+    """
     if isinstance(exc, domain.DomainError):
+        if store_failed is not None and isinstance(exc, domain.StoreFailed):
+            store_failed(exc)
         return failure_for(exc)
     if isinstance(exc, TimeoutError):  # asyncio.timeout: the server's cap ran out
         return failure_for(budget.exceeded(f"{budget.phase} (server cap)"))
@@ -150,6 +162,7 @@ def build_handler(
     metrics: Metrics,
     ids: _RequestIds,
     call_log: CallLog,
+    store_failed: Callable[[domain.StoreFailed], None] | None = None,
 ) -> grpc.RpcMethodHandler[bytes, bytes]:
     """Wraps one servicer method in the whole pipeline; called once per method."""
     name = method.name
@@ -181,7 +194,7 @@ def build_handler(
             code = "DEADLINE_EXCEEDED" if budget.expired() else "CANCELLED"
             raise
         except Exception as exc:
-            failure = failure_of(exc, budget, name, request_id)
+            failure = failure_of(exc, budget, name, request_id, store_failed)
             code = failure.code.name
         finally:
             record(code, start, budget, request_id, context.peer())
@@ -197,6 +210,7 @@ def add_services(
     policy: DeadlinePolicy,
     metrics: Metrics,
     call_log: CallLog,
+    store_failed: Callable[[domain.StoreFailed], None] | None = None,
 ) -> None:
     """Registers every method, each wrapped once.
 
@@ -210,7 +224,7 @@ def add_services(
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[bytes, bytes]]] = {}
     for method, handler in handlers:
         by_service.setdefault(method.service, {})[method.name] = propagate.wrap(
-            build_handler(method, handler, policy, metrics, ids, call_log)
+            build_handler(method, handler, policy, metrics, ids, call_log, store_failed)
         )
     for service, methods in by_service.items():
         server.add_registered_method_handlers(service, methods)  # type: ignore[attr-defined]
