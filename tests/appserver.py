@@ -1,6 +1,6 @@
 """Run the real MicroPosts app in the test process, for the integration tests.
 
-``with AppServer(url) as srv:`` builds the app with ``build_app`` on a fresh
+``with serve_app(url) as srv:`` builds the app with ``build_app`` on a fresh
 event loop in a thread, binds port 0 and reads the port back
 (``srv.address``), and serves until the block ends, when it stops the app
 gracefully (health NOT_SERVING, drain, close the store). Tests call it over
@@ -16,7 +16,9 @@ import io
 import json
 import logging
 import threading
-from types import TracebackType
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -26,6 +28,25 @@ from microposts_server.app import App, build_app
 from microposts_server.config import Settings
 from microposts_server.logs import JsonFormatter
 from tests.grpcservers import LoopThread
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """A running in-process app: where it listens, stubs that call it, what it logged."""
+
+    address: str
+    channel: grpc.Channel
+    users: user_service_pb2_grpc.UserServiceStub
+    posts: micropost_service_pb2_grpc.MicropostServiceStub
+    log_lines: list[dict[str, Any]]
+
+    def logs(self, **match: Any) -> list[dict[str, Any]]:
+        """Log records whose fields equal ``match``.
+
+        A call's records are all here by the time its reply arrives: the app
+        writes them before replying, in this process.
+        """
+        return [r for r in list(self.log_lines) if all(r.get(k) == v for k, v in match.items())]
 
 
 class _CallLines(io.StringIO):
@@ -62,64 +83,35 @@ async def _thread_id() -> int:
     return threading.get_ident()
 
 
-class AppServer:
-    """``build_app(Settings(address="127.0.0.1:0", store=url))``, served from a loop thread."""
+async def _start(store: str, log_lines: list[dict[str, Any]]) -> App:
+    app = await build_app(
+        Settings(address="127.0.0.1:0", store=store), call_log_stream=_CallLines(log_lines)
+    )
+    await app.start()
+    return app
 
-    def __init__(self, store: str) -> None:
-        self.store = store
-        self.log_lines: list[dict[str, Any]] = []
-        self.address = ""
 
-    def start(self) -> AppServer:
-        self.loop = LoopThread()
-        self.records = _Records(self.loop.run(_thread_id()), self.log_lines)
-        logging.getLogger("microposts").addHandler(self.records)
+@contextmanager
+def serve_app(store: str) -> Iterator[AppServer]:
+    """``build_app(Settings(address="127.0.0.1:0", store=store))``, served from a loop thread."""
+    loop = LoopThread()
+    log_lines: list[dict[str, Any]] = []
+    records = _Records(loop.run(_thread_id()), log_lines)
+    logger = logging.getLogger("microposts")
+    logger.addHandler(records)
+    try:
+        app = loop.run(_start(store, log_lines))
         try:
-            self.app: App = self.loop.run(self._start())
-        except BaseException:
-            self._release()
-            raise
-        self.address = self.app.address
-        self.channel = grpc.insecure_channel(self.address)
-        self.users = user_service_pb2_grpc.UserServiceStub(self.channel)
-        self.posts = micropost_service_pb2_grpc.MicropostServiceStub(self.channel)
-        return self
-
-    async def _start(self) -> App:
-        app = await build_app(
-            Settings(address="127.0.0.1:0", store=self.store),
-            call_log_stream=_CallLines(self.log_lines),
-        )
-        await app.start()
-        return app
-
-    def stop(self) -> None:
-        """Graceful stop: in-flight calls finish, then the store closes."""
-        self.channel.close()
-        try:
-            self.loop.run(self.app.stop())
+            with grpc.insecure_channel(app.address) as channel:
+                yield AppServer(
+                    app.address,
+                    channel,
+                    user_service_pb2_grpc.UserServiceStub(channel),
+                    micropost_service_pb2_grpc.MicropostServiceStub(channel),
+                    log_lines,
+                )
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        logging.getLogger("microposts").removeHandler(self.records)
-        self.loop.close()
-
-    def logs(self, **match: Any) -> list[dict[str, Any]]:
-        """Log records whose fields equal ``match``.
-
-        A call's records are all here by the time its reply arrives: the app
-        writes them before replying, in this process.
-        """
-        return [r for r in list(self.log_lines) if all(r.get(k) == v for k, v in match.items())]
-
-    def __enter__(self) -> AppServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            loop.run(app.stop())  # graceful: in-flight calls finish, then the store closes
+    finally:
+        logger.removeHandler(records)
+        loop.close()

@@ -1,5 +1,6 @@
-"""The one set of fixtures: stores, the app in-process, server processes, fake gRPC servers.
+"""The one set of fixtures: fakes, stores, the app in-process, server processes, gRPC fakes.
 
+Unit tests run the use cases over ``fake_store`` (``tests/unit/fakes.py``).
 Integration tests run the real app in the test process (``server``,
 ``shared_server``, ``microposts_server``: ``tests/appserver.py``); end-to-end
 tests run it as a process (``server_process``, ``shared_server_process``:
@@ -18,9 +19,10 @@ import pytest
 
 from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
 from tests import pg
-from tests.appserver import AppServer
+from tests.appserver import AppServer, serve_app
 from tests.grpcservers import Downstream, LoopThread, Scripted
 from tests.serverproc import ServerProcess
+from tests.unit.fakes import FakeClock, FakeStore
 
 # Every store the server supports; tests taking ``store_url``, ``server`` or
 # a module-scoped ``shared_*`` fixture run once per entry. PostgreSQL is the
@@ -42,6 +44,21 @@ def make_store_url(kind: str, folder: Path) -> Iterator[str]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     pg.drop_session_database()
+
+
+# -- the use cases' fakes (unit) -----------------------------------------------
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """Wall time that stands still until the test moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def fake_store(fake_clock: FakeClock) -> FakeStore:
+    """The store port in memory, judging expiry by ``fake_clock``."""
+    return FakeStore(clock=fake_clock.us)
 
 
 # -- stores --------------------------------------------------------------------
@@ -67,14 +84,14 @@ def shared_store_url(
 @pytest.fixture
 def server(store_url: str) -> Iterator[AppServer]:
     """The real app in this process on a fresh store (one per test), for tests that need it."""
-    with AppServer(store_url) as srv:
+    with serve_app(store_url) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def shared_server(shared_store_url: str) -> Iterator[AppServer]:
     """The real app in this process, one per test module and store, for tests that share."""
-    with AppServer(shared_store_url) as srv:
+    with serve_app(shared_store_url) as srv:
         yield srv
 
 
@@ -100,7 +117,7 @@ def posts(shared_server: AppServer) -> micropost_service_pb2_grpc.MicropostServi
 def microposts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """The real app in this process on SQLite, shared by a module's client tests."""
     db: Path = tmp_path_factory.mktemp("client") / "microposts.db"
-    with AppServer(f"sqlite:///{db}") as srv:
+    with serve_app(f"sqlite:///{db}") as srv:
         yield srv
 
 

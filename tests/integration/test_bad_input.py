@@ -15,7 +15,7 @@ from microposts.v1 import micropost_service_pb2_grpc as mgrpc
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
-from tests.appserver import AppServer
+from tests.appserver import serve_app
 from tests.rpcutil import failure_of
 
 METHODS = [
@@ -115,7 +115,7 @@ def test_oversized_text_is_rejected_and_nothing_is_written(
 def test_unexpected_failure_is_internal_without_internals(tmp_path: Path) -> None:
     """Break the database under the running server (a real fault, not a mock)."""
     path = tmp_path / "broken.db"
-    with AppServer(f"sqlite:///{path}") as server:
+    with serve_app(f"sqlite:///{path}") as server:
         us = server.users
         us.CreateUser(upb.CreateUserRequest(user=rpb.User(username="victim")), timeout=10)
         db = sqlite3.connect(path)

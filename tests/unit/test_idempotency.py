@@ -18,18 +18,8 @@ TTL = 60.0
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> FakeStore:
-    return FakeStore(clock=clock.us)
-
-
-@pytest.fixture
-def requests(store: FakeStore, clock: FakeClock) -> Idempotency:
-    return Idempotency(store, TTL, clock.us)
+def requests(fake_store: FakeStore, fake_clock: FakeClock) -> Idempotency:
+    return Idempotency(fake_store, TTL, fake_clock.us)
 
 
 def run(body: Coroutine[Any, Any, None]) -> None:
@@ -50,13 +40,13 @@ class Maker:
 
 
 def test_a_repeated_request_id_replays_the_first_result(
-    requests: Idempotency, store: FakeStore
+    requests: Idempotency, fake_store: FakeStore
 ) -> None:
     async def body() -> None:
         make = Maker()
         first = await requests.create("CreateUser", "r1", "body", idempotency.USER, make)
         # Even once the resource has changed, a replay returns what the create returned.
-        store.tables.users[first.username] = first._replace(display_name="changed")
+        fake_store.tables.users[first.username] = first._replace(display_name="changed")
         again = await requests.create("CreateUser", "r1", "body", idempotency.USER, make)
         assert (again, make.runs) == (first, 1)
         with pytest.raises(InvalidArgument) as err:
@@ -71,20 +61,20 @@ def test_a_repeated_request_id_replays_the_first_result(
 
 
 def test_without_a_request_id_nothing_is_remembered(
-    requests: Idempotency, store: FakeStore
+    requests: Idempotency, fake_store: FakeStore
 ) -> None:
     async def body() -> None:
         make = Maker()
         for _ in range(2):
             await requests.create("CreateUser", "", "body", idempotency.USER, make)
         assert make.runs == 2
-        assert store.tables.requests == {}
+        assert fake_store.tables.requests == {}
 
     run(body())
 
 
 def test_a_failed_create_is_rolled_back_and_not_remembered(
-    requests: Idempotency, store: FakeStore
+    requests: Idempotency, fake_store: FakeStore
 ) -> None:
     async def body() -> None:
         async def fail_after_writing(tx: Transaction, now: int) -> User:
@@ -93,7 +83,7 @@ def test_a_failed_create_is_rolled_back_and_not_remembered(
 
         with pytest.raises(RuntimeError):
             await requests.create("CreateUser", "r1", "body", idempotency.USER, fail_after_writing)
-        assert (store.tables.users, store.tables.requests) == ({}, {})
+        assert (fake_store.tables.users, fake_store.tables.requests) == ({}, {})
         make = Maker()
         user = await requests.create("CreateUser", "r1", "body", idempotency.USER, make)
         assert (user.username, make.runs) == ("user_1", 1)  # retried, not replayed
@@ -102,30 +92,30 @@ def test_a_failed_create_is_rolled_back_and_not_remembered(
 
 
 def test_records_expire_after_the_ttl(
-    requests: Idempotency, store: FakeStore, clock: FakeClock
+    requests: Idempotency, fake_store: FakeStore, fake_clock: FakeClock
 ) -> None:
     async def body() -> None:
         make = Maker()
         first = await requests.create("CreateUser", "r1", "body", idempotency.USER, make)
-        (record,) = store.tables.requests.values()
-        assert record.expire_time == clock.us() + int(TTL * 1_000_000)
-        clock.advance(TTL)
+        (record,) = fake_store.tables.requests.values()
+        assert record.expire_time == fake_clock.us() + int(TTL * 1_000_000)
+        fake_clock.advance(TTL)
         second = await requests.create("CreateUser", "r1", "body", idempotency.USER, make)
         assert (first.username, second.username) == ("user_1", "user_2")
         # The expired record was replaced: the new one replays now.
         assert await requests.create("CreateUser", "r1", "body", idempotency.USER, make) == second
-        assert await store.purge_requests(clock.us() + int(TTL * 1_000_000)) == 1
+        assert await fake_store.purge_requests(fake_clock.us() + int(TTL * 1_000_000)) == 1
 
     run(body())
 
 
 def test_a_twin_that_commits_first_is_replayed(
-    requests: Idempotency, store: FakeStore, clock: FakeClock
+    requests: Idempotency, fake_store: FakeStore, fake_clock: FakeClock
 ) -> None:
     """Another replica commits the same request while ours runs: ours rolls back, replays."""
     twin = User("twin", "", 1)
     record = RequestRecord(
-        "CreateUser", "r1", "body", idempotency.USER.encode(twin), clock.us() + 10**9
+        "CreateUser", "r1", "body", idempotency.USER.encode(twin), fake_clock.us() + 10**9
     )
 
     async def body() -> None:
@@ -135,13 +125,13 @@ def test_a_twin_that_commits_first_is_replayed(
             if make.runs == 0:
                 # The twin commits between our read of the record and our insert of
                 # it: later transactions see its record, and in ours its key is taken.
-                store.tables.requests[("CreateUser", "r1")] = record
+                fake_store.tables.requests[("CreateUser", "r1")] = record
                 await tx.put_request(record)
             return await make(tx, now)
 
         user = await requests.create("CreateUser", "r1", "body", idempotency.USER, raced)
         assert (user, make.runs) == (twin, 1)
-        assert "user_1" not in store.tables.users  # our attempt was rolled back
+        assert "user_1" not in fake_store.tables.users  # our attempt was rolled back
 
     run(body())
 

@@ -27,18 +27,8 @@ from tests.unit.fakes import FakeClock, FakeStore
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> FakeStore:
-    return FakeStore(clock=clock.us)
-
-
-@pytest.fixture
-def svc(store: FakeStore, clock: FakeClock) -> Service:
-    return Service(store, PageTokens(b"k" * 32), clock=clock.ns)
+def svc(fake_store: FakeStore, fake_clock: FakeClock) -> Service:
+    return Service(fake_store, PageTokens(b"k" * 32), clock=fake_clock.ns)
 
 
 def run(body: Coroutine[Any, Any, None]) -> None:
@@ -82,7 +72,7 @@ def test_create_user_idempotency_and_conflicts(svc: Service) -> None:
 
 
 def test_create_user_names_every_bad_field_and_writes_nothing(
-    svc: Service, store: FakeStore
+    svc: Service, fake_store: FakeStore
 ) -> None:
     async def body() -> None:
         with pytest.raises(InvalidArgument) as err:
@@ -92,7 +82,7 @@ def test_create_user_names_every_bad_field_and_writes_nothing(
         with pytest.raises(AlreadyExists) as exists:
             await svc.create_user("alice", "", "")
         assert (exists.value.resource_type, exists.value.resource_name) == ("User", "users/alice")
-        assert list(store.tables.users.values()) == [taken]
+        assert list(fake_store.tables.users.values()) == [taken]
 
     run(body())
 
@@ -141,7 +131,7 @@ def test_mentions_resolved_at_write_time(svc: Service) -> None:
     run(body())
 
 
-def test_create_micropost_errors_write_nothing(svc: Service, store: FakeStore) -> None:
+def test_create_micropost_errors_write_nothing(svc: Service, fake_store: FakeStore) -> None:
     async def body() -> None:
         with pytest.raises(InvalidArgument) as err:
             await svc.create_micropost("users//x", "", "x" * 101)
@@ -149,11 +139,11 @@ def test_create_micropost_errors_write_nothing(svc: Service, store: FakeStore) -
         with pytest.raises(NotFound) as missing:
             await svc.create_micropost("users/nobody_zz", "hello", "r1")
         assert missing.value.resource_name == "users/nobody_zz"
-        assert store.tables.posts == {}
-        assert store.tables.requests == {}  # a failed create is not remembered
+        assert fake_store.tables.posts == {}
+        assert fake_store.tables.requests == {}  # a failed create is not remembered
         await svc.create_user("nobody_zz", "", "")
         post = await svc.create_micropost("users/nobody_zz", "hello", "r1")
-        assert list(store.tables.posts.values()) == [post]
+        assert list(fake_store.tables.posts.values()) == [post]
 
     run(body())
 
@@ -180,13 +170,13 @@ def test_request_id_replays_the_original_and_is_scoped_to_parent(svc: Service) -
     run(body())
 
 
-def test_request_ids_expire(svc: Service, clock: FakeClock) -> None:
+def test_request_ids_expire(svc: Service, fake_clock: FakeClock) -> None:
     async def body() -> None:
         await svc.create_user("alice", "", "")
         first = await svc.create_micropost("users/alice", "x", "r1")
-        clock.advance(DEFAULT_REQUEST_TTL - 1)
+        fake_clock.advance(DEFAULT_REQUEST_TTL - 1)
         assert await svc.create_micropost("users/alice", "x", "r1") == first
-        clock.advance(2)
+        fake_clock.advance(2)
         second = await svc.create_micropost("users/alice", "x", "r1")
         assert first.id != second.id  # forgotten after the ttl: a new create
         assert await svc.create_micropost("users/alice", "x", "r1") == second
@@ -335,7 +325,7 @@ def test_update_moves_update_time_forward_and_keeps_the_rest(svc: Service) -> No
     ],
 )
 def test_update_mask_rules(
-    svc: Service, store: FakeStore, text: str, mask: list[str], expected: list[str]
+    svc: Service, fake_store: FakeStore, text: str, mask: list[str], expected: list[str]
 ) -> None:
     async def body() -> None:
         await svc.create_user("alice", "", "")
@@ -343,7 +333,7 @@ def test_update_mask_rules(
         with pytest.raises(InvalidArgument) as err:
             await svc.update_micropost(post.name, text, "", mask)
         assert fields(err) == expected
-        assert list(store.tables.posts.values()) == [post]  # nothing changed
+        assert list(fake_store.tables.posts.values()) == [post]  # nothing changed
 
     run(body())
 
