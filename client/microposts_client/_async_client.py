@@ -138,6 +138,8 @@ class AsyncClient(_BaseClient):
         """
         return await self._invoke(self._lookup(method, request), timeout)
 
+    # The typed methods: one line each over _invoke; alike in shape, each its own RPC's API.
+
     async def create_user(
         self,
         *,

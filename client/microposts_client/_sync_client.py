@@ -128,6 +128,8 @@ class Client(_BaseClient):
         """
         return self._invoke(self._lookup(method, request), timeout)
 
+    # The typed methods: one line each over _invoke; alike in shape, each its own RPC's API.
+
     def create_user(
         self,
         *,
