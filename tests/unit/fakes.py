@@ -208,6 +208,10 @@ class FakeStore:
         if self.closed:
             raise Unavailable("the fake store is closed")
 
+    async def check_writes(self) -> None:
+        async with self.write():
+            pass
+
     async def purge_requests(self, now: int) -> int:
         async with self.write() as tx:
             assert isinstance(tx, FakeTransaction)
