@@ -11,6 +11,7 @@ See the README section "Calling it from Python" for the whole tour.
 """
 
 from ._async_client import AsyncClient
+from ._base import OverloadStats
 from ._config import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
@@ -43,10 +44,12 @@ from ._interceptors import NO_DEADLINE_ABOVE, DeadlineInterceptor, SyncDeadlineI
 from ._methods import IdempotencyLevel, MethodInfo, method_table
 from ._retry import DEFAULT_RETRY, Retry
 from ._sync_client import Client
+from ._throttle import DEFAULT_THROTTLE, RetryBudget, Throttle
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_RETRY",
+    "DEFAULT_THROTTLE",
     "DEFAULT_WRITE_TIMEOUT",
     "NO_DEADLINE_ABOVE",
     "USE_CLIENT_DEFAULT",
@@ -65,11 +68,14 @@ __all__ = [
     "MethodInfo",
     "NotFound",
     "OutOfRange",
+    "OverloadStats",
     "PermissionDenied",
     "ResourceExhausted",
     "Retry",
+    "RetryBudget",
     "ServiceError",
     "SyncDeadlineInterceptor",
+    "Throttle",
     "Timeout",
     "Timeouts",
     "Unauthenticated",

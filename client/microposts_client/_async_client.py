@@ -25,7 +25,6 @@ from microposts.v1 import micropost_service_pb2
 from ._base import _T, Micropost, User, _BaseClient, _Call, _monotonic
 from ._config import USE_CLIENT_DEFAULT, Timeout
 from ._exceptions import budget_spent_error
-from ._retry import pause_or_raise
 
 __all__ = ["AsyncClient"]
 
@@ -49,7 +48,9 @@ class AsyncClient(_BaseClient):
     :data:`DEFAULT_READ_TIMEOUT` for reads, :data:`DEFAULT_WRITE_TIMEOUT` for
     writes.
 
-    ``retry``: a :class:`Retry` for safe calls, ``None`` to never retry.
+    ``retry``: a :class:`Retry` for safe calls (with its retry budget), ``None`` to
+    never retry. ``throttle``: adaptive throttling's :class:`Throttle`, ``None`` to
+    send every call however many the server rejects.
     ``wait_for_ready``: queue calls until the channel connects (within the
     deadline) instead of failing fast with ``Unavailable`` while it is down.
     ``credentials``: ``grpc.ssl_channel_credentials(...)`` for TLS.
@@ -76,6 +77,7 @@ class AsyncClient(_BaseClient):
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""
+        self._policy.closed = True
         await self._channel.close(None)
 
     async def __aenter__(self) -> AsyncClient:
@@ -85,10 +87,11 @@ class AsyncClient(_BaseClient):
         await self.close()
 
     async def _invoke(self, call: _Call[_T], timeout: Timeout) -> _T:
-        """Attempts at ``call`` until one succeeds or the retry step raises, under one deadline."""
+        """Attempts at ``call`` until one succeeds or the policy raises, under one deadline."""
         method, request = call
         end = self._end(not method.read, timeout)
         fn = self._stubs[method.name]
+        policy = self._policy
         attempts = 0
         while True:
             remaining = None
@@ -97,6 +100,7 @@ class AsyncClient(_BaseClient):
                 if remaining <= 0:
                     raise budget_spent_error(method.name)
             attempts += 1
+            policy.before(method, attempts)
             try:
                 result: _T = await fn(
                     request,
@@ -104,9 +108,11 @@ class AsyncClient(_BaseClient):
                     metadata=self._metadata,
                     wait_for_ready=self._wait_for_ready,
                 )
-                return result
             except grpc.RpcError as exc:
-                pause = pause_or_raise(exc, method, request, self._retry, attempts, end)
+                pause = policy.failed(exc, method, request, attempts, end)
+            else:
+                policy.succeeded()
+                return result
             await asyncio.sleep(pause)
 
     async def _pages(

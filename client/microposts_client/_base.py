@@ -31,7 +31,8 @@ from ._config import (
 )
 from ._deadlines import current_end
 from ._methods import MethodInfo, method_table
-from ._retry import DEFAULT_RETRY, Retry
+from ._retry import DEFAULT_RETRY, CallPolicy, Retry
+from ._throttle import DEFAULT_THROTTLE, Throttle
 
 _monotonic = time.monotonic
 
@@ -51,6 +52,21 @@ class _Call(NamedTuple, Generic[_T]):
     request: Message
 
 
+class OverloadStats(NamedTuple):
+    """A snapshot of one client's throttling and retries (``client.overload_stats()``)."""
+
+    dropped: int
+    """Calls failed locally by adaptive throttling, never sent."""
+    drop_probability: float
+    """The chance that the next call is dropped locally, now."""
+    retries: int
+    """Retries made."""
+    retries_refused: int
+    """Retries not made because the retry budget was spent."""
+    retry_tokens: float | None
+    """Tokens left in the retry budget (None: no budget)."""
+
+
 class _BaseClient:
     """Configuration and request building shared by :class:`Client` and :class:`AsyncClient`.
 
@@ -64,6 +80,7 @@ class _BaseClient:
         *,
         timeout: float | Timeouts | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: Retry | None = DEFAULT_RETRY,
+        throttle: Throttle | None = DEFAULT_THROTTLE,
         wait_for_ready: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Sequence[tuple[str, str]] = (),
@@ -72,6 +89,7 @@ class _BaseClient:
         self._target = build_target(target)
         self._timeouts = Timeouts.of(timeout)
         self._retry = retry
+        self._policy = CallPolicy(self._target, retry, throttle)
         self._wait_for_ready = wait_for_ready or None
         self._credentials = credentials
         self._metadata = tuple(metadata) or None
@@ -92,6 +110,18 @@ class _BaseClient:
     def timeouts(self) -> Timeouts:
         """The default timeouts of this client's methods."""
         return self._timeouts
+
+    def overload_stats(self) -> OverloadStats:
+        """What adaptive throttling and the retry budget have done so far (see ``_throttle``)."""
+        policy = self._policy
+        throttle, tokens = policy.throttle, policy.tokens
+        return OverloadStats(
+            dropped=0 if throttle is None else throttle.dropped,
+            drop_probability=0.0 if throttle is None else throttle.rejection_probability(),
+            retries=policy.retries,
+            retries_refused=0 if tokens is None else tokens.refused,
+            retry_tokens=None if tokens is None else tokens.tokens,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._target!r}, timeout={self._timeouts!r})"

@@ -71,7 +71,8 @@ class ServiceError(Exception):
     Attributes: ``code`` (:class:`grpc.StatusCode`), ``message`` (the status
     message), ``details`` (decoded ``google.rpc`` detail messages) and
     ``retry_pushback`` (seconds from a ``grpc-retry-pushback-ms`` trailer, or
-    ``None``).
+    ``None``; negative when the server sent a negative or unparsable value,
+    which means "do not retry", gRFC A6).
     """
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
@@ -89,6 +90,8 @@ class ServiceError(Exception):
         self.message = message
         self.details: tuple[Message, ...] = tuple(details)
         self.retry_pushback = retry_pushback
+        self.context = ""
+        """What the client adds (e.g. the target and the attempts made); shown by ``str()``."""
         if code is not None and code is not type(self).code:
             # Only a status this package has no class for reaches ServiceError itself.
             self.code = code
@@ -107,15 +110,23 @@ class ServiceError(Exception):
         return info.reason if info is not None else None
 
     @property
+    def retry_refused(self) -> bool:
+        """Whether the server said not to retry (a negative or unparsable pushback)."""
+        return self.retry_pushback is not None and self.retry_pushback < 0
+
+    @property
     def retry_delay(self) -> float | None:
         """Seconds the server asked us to wait before retrying (``RetryInfo`` or pushback)."""
+        if self.retry_refused:
+            return None
         info = self.detail(error_details_pb2.RetryInfo)
         if info is not None and info.HasField("retry_delay"):
             return float(info.retry_delay.ToTimedelta().total_seconds())
         return self.retry_pushback
 
     def __str__(self) -> str:
-        return f"{self.code.name}: {self.message}"
+        context = f" ({self.context})" if self.context else ""
+        return f"{self.code.name}: {self.message}{context}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -317,9 +328,8 @@ def map_rpc_error(error: grpc.RpcError) -> ServiceError:
             try:
                 ms = int(value)
             except (TypeError, ValueError):
-                continue
-            if ms >= 0:
-                pushback = ms / 1000.0
+                ms = -1  # unparsable: do not retry, as for a negative value
+            pushback = ms / 1000.0 if ms >= 0 else -1.0
     cls = _BY_CODE.get(code, ServiceError)
     return cls(message, details=details, code=code, retry_pushback=pushback)
 

@@ -61,6 +61,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -76,6 +77,9 @@ PUSHBACK_KEY: Final = "grpc-retry-pushback-ms"
 
 RECEIVERS: Final = int(__import__("os").environ.get("MICROPOSTS_RECEIVERS", "1"))
 """Calls asked of the core at once, per method (experiment knob)."""
+
+BODY_GRACE: Final = 0.5
+"""Seconds a dispatched call counts against the limit before its request body has arrived."""
 
 QUIET_AFTER: Final = 5.0
 """Seconds without a call turned away before "shedding stopped" is logged."""
@@ -177,15 +181,36 @@ class Policy:
 
 
 class Waiting:
-    """A call held by admission: the core's handle, its method, when it arrived, when it ends."""
+    """A call held by admission: the core's handle, its method, its times, where it is."""
 
-    __slots__ = ("arrived", "deadline", "method", "state")
+    __slots__ = ("arrived", "counted", "deadline", "dispatched", "method", "running", "state")
 
     def __init__(self, state: Any, method: str, arrived: float, deadline: float) -> None:
         self.state = state
         self.method = method  # the full path, /package.Service/Method
-        self.arrived = arrived  # monotonic; once started, when its handler started
+        self.arrived = arrived  # monotonic
         self.deadline = deadline  # monotonic; math.inf when the caller sent none
+        self.dispatched = 0.0  # when it was handed to grpc.aio; then when its handler started
+        self.running = False  # its handler runs (its request body has arrived)
+        self.counted = False  # it counts against the limit while its body is on its way
+
+
+CURRENT: ContextVar[Waiting | None] = ContextVar("microposts_admitted_call", default=None)
+"""The admitted call a handler task serves (tasks inherit it from the receive loop)."""
+
+
+def handler_started() -> None:
+    """The pipeline's first step: the call's request body arrived and its handler runs.
+
+    Until then a dispatched call counts against the limit for ``BODY_GRACE``
+    only: a client that never finishes its request body must not hold a slot.
+    """
+    call = CURRENT.get()
+    if call is not None and _ADMISSION is not None:
+        _ADMISSION.body_arrived(call)
+
+
+_ADMISSION: Admission | None = None  # the one admission of this process (set by bind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +238,10 @@ class Stats:
         lines = [
             "# HELP microposts_in_flight Calls running in a handler now.",
             "# TYPE microposts_in_flight gauge",
-            f"microposts_in_flight {admission.in_flight}",
+            f"microposts_in_flight {admission.running}",
+            "# HELP microposts_awaiting_body Admitted calls whose request body has not arrived.",
+            "# TYPE microposts_awaiting_body gauge",
+            f"microposts_awaiting_body {admission.dispatched - admission.running}",
             "# HELP microposts_queued Calls waiting for a slot now.",
             "# TYPE microposts_queued gauge",
             f"microposts_queued {len(admission.queue)}",
@@ -250,7 +278,10 @@ class Admission:
         self.policy = policy or Policy()
         self.limit = self.policy.limit()
         self.clock = clock
-        self.in_flight = 0
+        self.running = 0  # handlers running
+        self.dispatched = 0  # calls handed to grpc.aio and not finished (running or not)
+        self.reading = 0  # dispatched calls still counted while their body is on its way
+        self._bodies: deque[Waiting] = deque()  # dispatched, body not yet seen, oldest first
         self.queue: deque[Waiting] = deque()
         self.stats = Stats()
         self.draining = False
@@ -267,6 +298,28 @@ class Admission:
         self._last_shed = 0.0
         self._shed_count = 0
 
+    @property
+    def in_flight(self) -> int:
+        """Calls counted against the limit: handlers running, and bodies on their way."""
+        bodies = self._bodies
+        if bodies:  # stop counting calls whose body is overdue (a stalled client)
+            cutoff = self.clock() - BODY_GRACE
+            while bodies and (not bodies[0].counted or bodies[0].dispatched < cutoff):
+                self._uncount(bodies.popleft())
+        return self.running + self.reading
+
+    def _uncount(self, call: Waiting) -> None:
+        if call.counted:
+            call.counted = False
+            self.reading -= 1
+
+    def body_arrived(self, call: Waiting) -> None:
+        """The call's handler starts (``handler_started``): it runs until ``finished``."""
+        self._uncount(call)
+        call.running = True
+        call.dispatched = self.clock()
+        self.running += 1
+
     def bind(
         self,
         run: Callable[[Waiting], None],
@@ -274,7 +327,9 @@ class Admission:
         wake_at: Callable[[float], None] | None = None,
     ) -> None:
         """Wires the actions: start a handler, answer a call now, call ``sweep()`` at a time."""
+        global _ADMISSION
         self._run, self._reject, self._wake = run, reject, wake_at
+        _ADMISSION = self
 
     def service_time(self, method: str) -> float:
         """The usual time a handler of ``method`` takes (recent calls' average; 0: none yet)."""
@@ -309,11 +364,19 @@ class Admission:
         else:
             self._enqueue(call, now, left)
 
-    def finished(self, method: str, started: float) -> None:
-        """A handler of ``method`` started at ``started`` is done: free its slot, learn, go on."""
+    def finished(self, call: Waiting) -> None:
+        """A dispatched call is done (answered, failed or cut off): free its slot, learn, go on."""
         now = self.clock()
-        self.in_flight -= 1
-        took = now - started
+        self.dispatched -= 1
+        self._uncount(call)
+        if not call.running:  # it never reached its handler: nothing to learn
+            self._dispatch(now)
+            self._maybe_idle()
+            return
+        call.running = False
+        self.running -= 1
+        method = call.method
+        took = now - call.dispatched
         old = self._service.get(method)
         self._service[method] = took if old is None else old + (took - old) * 0.1
         if self.queue and 0 < (gap := now - self._last_done) < 1.0:
@@ -321,14 +384,17 @@ class Admission:
         self._last_done = now
         self._learn(now, took)
         self._dispatch(now)
-        if self.in_flight == 0 and self._idle:
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self.dispatched == 0 and self._idle:
             for callback in self._idle:
                 callback()
             self._idle.clear()
 
     def when_idle(self, callback: Callable[[], None]) -> None:
-        """Calls ``callback`` once no handler runs (at once if none does)."""
-        if self.in_flight == 0:
+        """Calls ``callback`` once no dispatched call is left (at once if none is)."""
+        if self.dispatched == 0:
             callback()
         else:
             self._idle.append(callback)
@@ -393,9 +459,12 @@ class Admission:
             self._wake(queue[0].arrived + max_wait)
 
     def _start(self, call: Waiting) -> None:
-        self.in_flight += 1
         self.stats.started += 1
-        call.arrived = self.clock()
+        self.dispatched += 1
+        self.reading += 1
+        call.counted = True
+        call.dispatched = self.clock()
+        self._bodies.append(call)
         self._run(call)
 
     def _learn(self, now: float, took: float) -> None:
@@ -600,20 +669,24 @@ def _gated_server_class(cygrpc: Any) -> type:
             loop = self.loop
             assert loop is not None
             path = call.method
-            task = loop.create_task(
-                cygrpc._schedule_rpc_coro(
-                    cygrpc._handle_rpc(path, self.resolver, (), call.state, loop, False),
-                    call.state,
-                    loop,
-                    path,
+            token = CURRENT.set(call)  # the handler's task inherits it: handler_started()
+            try:
+                task = loop.create_task(
+                    cygrpc._schedule_rpc_coro(
+                        cygrpc._handle_rpc(path, self.resolver, (), call.state, loop, False),
+                        call.state,
+                        loop,
+                        path,
+                    )
                 )
-            )
+            finally:
+                CURRENT.reset(token)
             self.tasks.add(task)
-            task.add_done_callback(functools.partial(self._done, path, call.arrived))
+            task.add_done_callback(functools.partial(self._done, call))
 
-        def _done(self, method: str, started: float, task: asyncio.Task[Any]) -> None:
+        def _done(self, call: Waiting, task: asyncio.Task[Any]) -> None:
             self.tasks.discard(task)
-            self.admission.finished(method, started)
+            self.admission.finished(call)
 
         def reject(self, call: Waiting, rejection: Rejection) -> None:
             """Answers the call now, from here: no handler, no grpc.aio task for it."""

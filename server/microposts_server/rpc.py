@@ -1,7 +1,10 @@
 """The per-call pipeline, built once per method at start-up.
 
 Every call goes through the same named steps, in one flat coroutine (no
-interceptor chain to walk):
+interceptor chain to walk). Before any of them, ``overload.Admission`` has
+decided that the call runs now (it may have queued it, or turned it away
+without running this pipeline at all); the pipeline's first act is to tell
+it the call's request body has arrived (``overload.handler_started``):
 
 1. ``budget_of``: the time the caller has left (``context.time_remaining()``;
    a caller that sent no deadline gets the server's cap, ``--max-deadline``)
@@ -44,6 +47,7 @@ from .decoding import decode
 from .errors import Failure, failure_for, internal
 from .logs import CallLog
 from .metrics import Metrics
+from .overload import handler_started
 from .servicers import Handler
 
 log = logging.getLogger("microposts.call")
@@ -182,6 +186,7 @@ def build_handler(
             call_log.call(path, code, now - start, request_id, peer, budget, budget.deadline - now)
 
     async def handle(raw: bytes, context: Context) -> bytes:
+        handler_started()
         start = monotonic()
         budget = budget_of(context, cap, start)
         request_id = request_id_of(context, ids)

@@ -36,6 +36,8 @@ def test_every_code_maps_to_its_class_with_details(scripted: Scripted) -> None:
     info = error_details_pb2.ErrorInfo(reason="SCRIPTED", domain="microposts.test")
     with mc.Client(scripted.address, retry=None) as client:
         for code, cls in EXPECTED.items():
+            if code is grpc.StatusCode.CANCELLED:
+                continue  # only for a caller who cancelled (test_overload_client.py)
             scripted.script["GetUser"] = [(code, rich_status(code, f"scripted {code.name}", info))]
             with pytest.raises(cls) as caught:
                 client.get_user(name="users/alice")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from google.protobuf import duration_pb2
@@ -61,11 +62,14 @@ def test_timeouts() -> None:
 def test_retry_decisions() -> None:
     far = time.monotonic() + 60
     unavailable = Unavailable("down")
-    for attempt in range(1, DEFAULT_RETRY.max_attempts):
+    for attempt in range(1, 30):  # no fixed count: as long as the deadline allows
         pause = pause_before_retry(unavailable, DEFAULT_RETRY, attempt, far)
         assert pause is not None
-        assert 0 <= pause <= DEFAULT_RETRY.initial_backoff * 2 ** (attempt - 1)
-    assert pause_before_retry(unavailable, DEFAULT_RETRY, DEFAULT_RETRY.max_attempts, far) is None
+        bound = DEFAULT_RETRY.initial_backoff * 2 ** (attempt - 1)
+        assert 0 <= pause <= min(DEFAULT_RETRY.max_backoff, bound)
+    counted = replace(DEFAULT_RETRY, max_attempts=3)
+    assert pause_before_retry(unavailable, counted, 2, far) is not None
+    assert pause_before_retry(unavailable, counted, 3, far) is None
     assert pause_before_retry(Aborted("conflict"), DEFAULT_RETRY, 1, far) is None
     assert pause_before_retry(ResourceExhausted("quota"), DEFAULT_RETRY, 1, far) is None
     asked = ResourceExhausted(
@@ -77,3 +81,25 @@ def test_retry_decisions() -> None:
     assert pause_before_retry(unavailable, DEFAULT_RETRY, 1, time.monotonic()) is None
     with pytest.raises(ValueError, match="max_attempts"):
         Retry(max_attempts=0)
+
+
+def test_backoff_is_shortened_to_fit_the_deadline_but_a_server_delay_is_not() -> None:
+    unavailable = Unavailable("down")
+    soon = time.monotonic() + 0.2
+    for _ in range(50):  # a drawn pause that would overrun is cut to what still fits
+        pause = pause_before_retry(unavailable, DEFAULT_RETRY, 8, soon)
+        assert pause is not None
+        assert pause <= soon - time.monotonic() - DEFAULT_RETRY.min_attempt + 1e-3
+    asked = Unavailable("draining", retry_pushback=0.5)
+    assert pause_before_retry(asked, DEFAULT_RETRY, 1, soon) is None  # waits 0.5 s or not at all
+
+
+def test_negative_or_unparsable_pushback_means_do_not_retry() -> None:
+    far = time.monotonic() + 60
+    refused = Unavailable("go away", retry_pushback=-1.0)
+    assert refused.retry_refused
+    assert refused.retry_delay is None
+    assert pause_before_retry(refused, DEFAULT_RETRY, 1, far) is None
+    assert (
+        pause_before_retry(Unavailable("fine", retry_pushback=0.01), DEFAULT_RETRY, 1, far) == 0.01
+    )
