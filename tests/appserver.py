@@ -39,6 +39,7 @@ class AppServer:
     users: user_service_pb2_grpc.UserServiceStub
     posts: micropost_service_pb2_grpc.MicropostServiceStub
     log_lines: list[dict[str, Any]]
+    app: App
 
     def logs(self, **match: Any) -> list[dict[str, Any]]:
         """Log records whose fields equal ``match``.
@@ -83,24 +84,25 @@ async def _thread_id() -> int:
     return threading.get_ident()
 
 
-async def _start(store: str, log_lines: list[dict[str, Any]]) -> App:
+async def _start(store: str, log_lines: list[dict[str, Any]], settings: dict[str, Any]) -> App:
     app = await build_app(
-        Settings(address="127.0.0.1:0", store=store), call_log_stream=_CallLines(log_lines)
+        Settings(address="127.0.0.1:0", store=store, **settings),
+        call_log_stream=_CallLines(log_lines),
     )
     await app.start()
     return app
 
 
 @contextmanager
-def serve_app(store: str) -> Iterator[AppServer]:
-    """``build_app(Settings(address="127.0.0.1:0", store=store))``, served from a loop thread."""
+def serve_app(store: str, **settings: Any) -> Iterator[AppServer]:
+    """``build_app(Settings(address="127.0.0.1:0", store=store, **settings))`` on a loop thread."""
     loop = LoopThread()
     log_lines: list[dict[str, Any]] = []
     records = _Records(loop.run(_thread_id()), log_lines)
     logger = logging.getLogger("microposts")
     logger.addHandler(records)
     try:
-        app = loop.run(_start(store, log_lines))
+        app = loop.run(_start(store, log_lines, settings))
         try:
             with grpc.insecure_channel(app.address) as channel:
                 yield AppServer(
@@ -109,6 +111,7 @@ def serve_app(store: str) -> Iterator[AppServer]:
                     user_service_pb2_grpc.UserServiceStub(channel),
                     micropost_service_pb2_grpc.MicropostServiceStub(channel),
                     log_lines,
+                    app,
                 )
         finally:
             loop.run(app.stop())  # graceful: in-flight calls finish, then the store closes
