@@ -152,7 +152,7 @@ def rich_status(
 
 
 class Forwarder:
-    """A grpc.aio server that forwards every call, as bytes, to ``upstream``.
+    """A grpc.aio server that forwards every unary call, as bytes, to ``upstream``.
 
     ``lose_replies[method]``: how many of that method's replies to drop after
     the upstream answered, failing the call with UNAVAILABLE instead (the
@@ -203,6 +203,10 @@ class _ForwardAll(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         path = handler_call_details.method
+        if path.startswith("/grpc.health.v1."):
+            # Unary calls only: the client's health watch is a stream. Without it
+            # (UNIMPLEMENTED) the client takes the upstream to be SERVING.
+            return None
 
         async def behavior(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             return await self.owner.forward(path, request, context)

@@ -81,11 +81,20 @@ Timeout = float | None | UseClientDefault
 
 
 _USER_AGENT: Final = "microposts-client/0.1"
-_BALANCED: Final = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_BALANCED: Final = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        # Watch each replica's grpc.health.v1 status and send calls only to
+        # SERVING ones: a replica that drains for shutdown, or lost its store,
+        # gets no new calls (a server without the health service counts as
+        # healthy).
+        "healthCheckConfig": {"serviceName": ""},
+    }
+)
 
 DEFAULT_CHANNEL_OPTIONS: Final[tuple[tuple[str, Any], ...]] = (
     # Spread calls over every address the target resolves to (replicas behind
-    # one DNS name, or a list of addresses).
+    # one DNS name, or a list of addresses), skipping replicas not SERVING.
     ("grpc.service_config", _BALANCED),
     # Ignore service configs published in DNS: ours is the one we test.
     ("grpc.service_config_disable_resolution", 1),

@@ -187,7 +187,7 @@ class CallPolicy:
         :func:`pause_before_retry` gives up, or the retry budget is spent.
         """
         error = self._error(exc, end)
-        outcome = verdict(error.code, from_server=bool(error.details))
+        outcome = verdict(error.code, bool(error.details), error.reason)
         if self.throttle is not None:
             self.throttle.record(outcome)
         if self.tokens is not None:

@@ -25,10 +25,10 @@ What counts, for both, is what servers answered (``verdict``): a
 ``RESOURCE_EXHAUSTED``, or an ``UNAVAILABLE`` that a server sent (it carries
 ``google.rpc`` details: the store is down, the replica is draining) is a
 rejection; any other answer is an accept. An ``UNAVAILABLE`` with no details
-came from no server (no connection could be made, or it broke): it neither
-loads a server nor says anything about its load, so it counts for neither,
-and a client riding out a restart keeps retrying until its deadline instead
-of locking itself out for the throttling window.
+came from no server (no connection could be made, or it broke), and one
+saying the replica is draining for shutdown was no judgement on load: neither
+counts, so a client riding out a restart keeps retrying until its deadline
+instead of locking itself out for the throttling window.
 """
 
 from __future__ import annotations
@@ -48,16 +48,17 @@ log = logging.getLogger("microposts_client")
 ACCEPTED, REJECTED, UNANSWERED = "accepted", "rejected", "unanswered"
 
 
-def verdict(code: grpc.StatusCode, from_server: bool) -> str:
+def verdict(code: grpc.StatusCode, from_server: bool, reason: str | None = None) -> str:
     """How an attempt counts: ``ACCEPTED``, ``REJECTED`` by a server, or ``UNANSWERED``.
 
     ``from_server``: the failure carried ``google.rpc`` details, which only a
-    server attaches.
+    server attaches. ``reason``: their ``ErrorInfo.reason``; a replica that
+    is draining for shutdown (``DRAINING``) says nothing about load.
     """
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         return REJECTED
     if code is grpc.StatusCode.UNAVAILABLE:
-        return REJECTED if from_server else UNANSWERED
+        return REJECTED if from_server and reason != "DRAINING" else UNANSWERED
     return ACCEPTED
 
 

@@ -28,6 +28,7 @@ def test_what_counts_as_a_rejection() -> None:
     assert verdict(grpc.StatusCode.RESOURCE_EXHAUSTED, from_server=False) is REJECTED
     assert verdict(grpc.StatusCode.UNAVAILABLE, from_server=True) is REJECTED
     assert verdict(grpc.StatusCode.UNAVAILABLE, from_server=False) is UNANSWERED
+    assert verdict(grpc.StatusCode.UNAVAILABLE, True, "DRAINING") is UNANSWERED
     assert verdict(grpc.StatusCode.NOT_FOUND, from_server=True) is ACCEPTED
     assert verdict(grpc.StatusCode.DEADLINE_EXCEEDED, from_server=False) is ACCEPTED
 
