@@ -123,3 +123,21 @@ def drop_session_database() -> None:
 def drop_database(name: str) -> None:
     # WITH (FORCE): a killed server's sessions may linger a moment.
     run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def table_lock(url: str, table: str = "microposts") -> Iterator[None]:
+    """Holds ``LOCK TABLE table`` in the schema at ``url`` until the block ends.
+
+    A server's statements on that table wait (up to their deadline) in the
+    meantime, with its event loop free: how a slow call looks from outside.
+    """
+    loop = asyncio.new_event_loop()
+    con = loop.run_until_complete(asyncpg.connect(url, timeout=10))
+    try:
+        loop.run_until_complete(con.execute(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        yield
+        loop.run_until_complete(con.execute("ROLLBACK"))
+    finally:
+        loop.run_until_complete(con.close())
+        loop.close()

@@ -35,6 +35,7 @@ class ServerProcess:
         startup_timeout: float = 20.0,
         address: str = "127.0.0.1:0",
         module: str = "microposts_server",
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.args: Sequence[str] = args
@@ -42,6 +43,7 @@ class ServerProcess:
         self.startup_timeout = startup_timeout
         self.bind = address
         self.module = module
+        self.wrapper = list(wrapper)  # a command prefix, e.g. prlimit with its limits
         self.address = ""
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
@@ -58,6 +60,7 @@ class ServerProcess:
         env.setdefault("MICROPOSTS_LOG_LEVEL", "info")
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable,
                 "-m",
                 self.module,

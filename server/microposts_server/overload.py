@@ -78,7 +78,7 @@ PUSHBACK_KEY: Final = "grpc-retry-pushback-ms"
 RECEIVERS: Final = int(__import__("os").environ.get("MICROPOSTS_RECEIVERS", "1"))
 """Calls asked of the core at once, per method (experiment knob)."""
 
-BODY_GRACE: Final = 0.5
+BODY_GRACE: Final = 0.02
 """Seconds a dispatched call counts against the limit before its request body has arrived."""
 
 QUIET_AFTER: Final = 5.0

@@ -12,6 +12,7 @@ descriptors run short.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import resource
@@ -75,12 +76,14 @@ def raise_fd_limit() -> tuple[int, int]:
     return soft, hard
 
 
-def open_fds() -> int:
-    """Descriptors the process has open (Linux /proc; -1 where unknown)."""
+def open_fds(limit: int) -> int:
+    """Descriptors the process has open (Linux /proc); ``limit`` when none is left to look."""
     try:
         return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return -1
+    except OSError as exc:
+        # Reading the directory takes a descriptor: failing for want of one
+        # is the answer.
+        return limit if exc.errno in (errno.EMFILE, errno.ENFILE) else -1
 
 
 class FdWatch:
@@ -92,15 +95,17 @@ class FdWatch:
 
     def check(self) -> None:
         """Counts open descriptors; logs on crossing the threshold either way."""
-        used = open_fds()
+        used = open_fds(self.limit)
         if used < 0 or self.limit <= 0:
             return
         short = used >= self.limit * FD_WARN_AT
         if short and not self.short:
-            log.error(
-                "file descriptors running short: new connections will fail at the limit",
-                extra={"fields": {"open": used, "limit": self.limit}},
-            )
+            fields = {
+                "open": used,
+                "limit": self.limit,
+                "effect": "new connections fail at the limit",
+            }
+            log.error("file descriptors running short", extra={"fields": fields})
         elif self.short and not short:
             log.info("file descriptors no longer short", extra={"fields": {"open": used}})
         self.short = short

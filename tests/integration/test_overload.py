@@ -16,11 +16,10 @@ import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -33,7 +32,6 @@ from microposts.v1 import user_service_pb2 as upb
 from microposts_server.overload import Reason
 from tests import pg
 from tests.appserver import AppServer, serve_app
-from tests.grpcservers import LoopThread
 from tests.rawh2 import RawConnection
 from tests.rpcutil import failure_of
 
@@ -51,18 +49,9 @@ def full() -> Iterator[AppServer]:
         yield srv
 
 
-@contextmanager
-def write_lock(srv: AppServer) -> Iterator[None]:
+def write_lock(srv: AppServer) -> AbstractContextManager[None]:
     """Locks the app's microposts table: creates wait (up to their deadline) until released."""
-    loop = LoopThread()
-    con = loop.run(asyncpg.connect(srv.app.settings.store, timeout=10))
-    try:
-        loop.run(con.execute("BEGIN; LOCK TABLE microposts IN ACCESS EXCLUSIVE MODE"))
-        yield
-        loop.run(con.execute("ROLLBACK"))
-    finally:
-        loop.run(con.close())
-        loop.close()
+    return pg.table_lock(srv.app.settings.store)
 
 
 def create(srv: AppServer, text: str, timeout: float) -> rpb.Micropost:
