@@ -42,7 +42,7 @@ class Settings:
     health_interval: float = 2.0
     event_loop: str = "auto"
     metrics_address: str = ""
-    max_concurrent_streams: int = 4
+    max_concurrent_streams: int = 8
     max_concurrency: int = 200
     max_queue_wait: float = 0.02
     max_receive_size: int = 64 * 1024
@@ -80,7 +80,7 @@ def _size(text: str) -> int:
     text = text.strip().upper().removesuffix("B").removesuffix("I")
     scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
     value = int(text[:-1] if scale > 1 else text) * scale
-    if value < 1024:
+    if not 1024 <= value <= 1024**3:  # gRPC takes at most 2 GiB - 1
         raise ValueError
     return value
 
@@ -221,7 +221,7 @@ SETTINGS: tuple[Option, ...] = (
     Option(
         "max_receive_size",
         _size,
-        "bytes >= 1K, e.g. 65536, 64K or 1M",
+        "bytes from 1K to 1024M, e.g. 65536, 64K or 1M",
         "the largest request message accepted; larger ones are RESOURCE_EXHAUSTED",
     ),
     Option(

@@ -75,8 +75,11 @@ log = logging.getLogger("microposts.overload")
 
 PUSHBACK_KEY: Final = "grpc-retry-pushback-ms"
 
-RECEIVERS: Final = int(__import__("os").environ.get("MICROPOSTS_RECEIVERS", "1"))
-"""Calls asked of the core at once, per method (experiment knob)."""
+RECEIVERS: Final = 4
+"""Calls asked of the core at once, per method. grpc.aio asks one at a time;
+four let one wake-up of the event loop take several calls (measured: 15-20 %
+more GetMicropost throughput at peak than one), and admission sees arrivals
+sooner under load, instead of leaving them to age in the core's queue."""
 
 BODY_GRACE: Final = 0.02
 """Seconds a dispatched call counts against the limit before its request body has arrived."""

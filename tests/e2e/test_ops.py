@@ -130,6 +130,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["--max-deadline", "0"], {}, "--max-deadline"),
         ([], {"MICROPOSTS_STORE": "redis://x"}, "MICROPOSTS_STORE"),
         ([], {"MICROPOSTS_WORKERS": "0"}, "MICROPOSTS_WORKERS"),
+        (["--max-concurrent-streams", "0"], {}, "--max-concurrent-streams"),
+        (["--max-concurrency", "many"], {}, "--max-concurrency"),
+        (["--max-queue-wait", "0"], {}, "--max-queue-wait"),
+        (["--max-receive-size", "100"], {}, "--max-receive-size"),  # below 1K
+        (["--max-receive-size", "4096M"], {}, "--max-receive-size"),
+        (["--idle-timeout", "-5"], {}, "--idle-timeout"),
+        ([], {"MICROPOSTS_MAX_CONNECTION_AGE": "soon"}, "MICROPOSTS_MAX_CONNECTION_AGE"),
         (["--no-such-flag"], {}, "--no-such-flag"),
     ],
 )
