@@ -11,8 +11,10 @@ Modules, one concern each:
 - ``runs``: what every scenario uses: starting the shared servers, measuring
   one target with h2load, and what a scenario is (``runs.Scenario``);
 - the scenarios, one section of the report each: ``throughput``, ``latency``,
-  ``client`` (the client wrapper against a raw generated stub), ``workers``;
-- ``echo``: the bare echo server (``python -m bench.echo``);
+  ``client`` (the client wrapper against a raw generated stub), ``workers``,
+  ``overload`` (goodput past capacity, what a rejection costs, Python callers);
+- ``echo``: the bare echo server (``python -m bench.echo``); ``rejecting``: a
+  bare server that turns every call away at one chosen point;
 - ``procs``: starting servers on port 0 and always stopping them;
 - ``wire``: gRPC request bodies for h2load;
 - ``h2load``: finding (or installing) h2load, running it, reading its output;

@@ -67,15 +67,17 @@ def version(h2load: str) -> str:
 
 @dataclass(frozen=True)
 class Load:
-    """How hard to push: connections, streams per connection, seconds."""
+    """How hard to push: connections, streams per connection, seconds; open loop with ``rps``."""
 
     clients: int
     streams: int
     duration: float
     grpc_timeout: str | None = None  # a grpc-timeout header value, e.g. "10S"
+    rps: float | None = None  # per connection: an open loop at this rate (h2load --rps)
 
     def __str__(self) -> str:
-        return f"-c{self.clients} -m{self.streams} -D{self.duration:g}"
+        rate = f" --rps={self.rps:g}" if self.rps else ""
+        return f"-c{self.clients} -m{self.streams} -D{self.duration:g}{rate}"
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,10 @@ def _command(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> l
     headers = list(wire.HEADERS)
     if load.grpc_timeout:
         headers.append(f"grpc-timeout: {load.grpc_timeout}")
+    rate = [f"--rps={load.rps:.2f}"] if load.rps else []
     return [
         h2load,
+        *rate,
         f"--clients={load.clients}",
         f"--max-concurrent-streams={load.streams}",
         "--threads=1",
@@ -166,6 +170,35 @@ def _command(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> l
         *(f"--header={h}" for h in headers),
         url,
     ]
+
+
+@dataclass(frozen=True)
+class OpenResult:
+    """An open-loop run: what h2load sent and got back, failed calls included."""
+
+    started: int  # requests h2load submitted (some may still wait on the client's side)
+    done: int  # answered, by a reply or an error
+    refused: int  # streams the server reset (h2load's "failed" or "errored")
+    data_bytes: int  # bytes of reply bodies: only successful gRPC calls have one
+
+
+def run_open(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> OpenResult:
+    """Run h2load (open loop, ``load.rps``) and count, without failing on failed calls.
+
+    Under overload failed calls are the point: they are counted, not raised.
+    """
+    cmd = _command(h2load, url, body, load, log_file)
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=load.duration + 60, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LoadError(f"h2load did not finish: {' '.join(cmd)}") from exc
+    requests, data = _REQUESTS.search(done.stdout), _DATA.search(done.stdout)
+    if done.returncode != 0 or not (requests and data):
+        raise LoadError(f"h2load failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}")
+    _total, started, n_done, _ok, failed, errored, _timeouts = map(int, requests.groups())
+    return OpenResult(started, n_done, failed + errored, int(data.group(1)))
 
 
 def _counts(cmd: list[str], done: subprocess.CompletedProcess[str]) -> tuple[int, int, int]:

@@ -44,7 +44,7 @@ class Settings:
     metrics_address: str = ""
     max_concurrent_streams: int = 8
     max_concurrency: int = 200
-    max_queue_wait: float = 0.02
+    max_queue_wait: float = 0.5
     max_receive_size: int = 64 * 1024
     idle_timeout: float = 300.0
     max_connection_age: float = 1800.0
@@ -215,8 +215,9 @@ SETTINGS: tuple[Option, ...] = (
         "max_queue_wait",
         _positive_seconds,
         "seconds > 0",
-        "the longest a call may wait for a free slot; one that would wait longer, or past "
-        "its deadline, is turned away at once (RESOURCE_EXHAUSTED, with a retry delay)",
+        "the longest a call may wait for a free slot; one that would wait longer, or could "
+        "not finish before its deadline, is turned away at once (RESOURCE_EXHAUSTED, with a "
+        "retry delay); lower it to bound latency, at a cost in goodput",
     ),
     Option(
         "max_receive_size",

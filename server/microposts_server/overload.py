@@ -4,29 +4,27 @@ Why this module exists: grpc.aio takes every call the moment it arrives and
 starts a task for it, so past capacity every call waits in the event loop's
 queue until its caller's deadline is nearly spent, and then the server does
 the work anyway (goodput fell to ~5 % of capacity at twice the load). What
-it costs to turn a call away decides what can be done about it; measured on
-the development machine (docs/benchmarks.md, "Overload"):
+it costs to turn a call away decides what can be done about it; measured
+(docs/benchmarks.md, "What turning a call away costs"):
 
-- a call answered in our handler (or by an interceptor, a generic handler):
+- a call answered in our handler, by an interceptor or a generic handler:
   about what serving a bare echo costs;
-- ``grpc.aio.server(maximum_concurrent_rpcs=...)``: ~0.8 of that, because
-  grpc.aio has set the call up (its task, its cancellation listener) before
-  it says no;
-- refused by the core (``SETTINGS_MAX_CONCURRENT_STREAMS``, per connection):
-  nothing in Python at all;
+- ``grpc.aio.server(maximum_concurrent_rpcs=...)``: ~0.85 of that, because
+  grpc.aio has set the call up (its task, its cancellation listener) first;
+- refused by the core per connection (``SETTINGS_MAX_CONCURRENT_STREAMS``):
+  nothing in Python at all, and the caller's excess waits on its side;
 - answered from the loop that asks the core for calls, before grpc.aio has
-  set anything up: ~0.4 of a bare echo, ~0.25 of a GetMicropost. This is the
-  earliest point Python sees a call, and the cheapest; it is where this
-  module decides.
+  set anything up: ~0.55 of a bare echo. This is the earliest point Python
+  sees a call, and the cheapest; it is where this module decides.
 
-So the server serves its own methods with its own receive loop
-(``GatedServer``), one per method, instead of grpc.aio's: each call the core
-hands over goes to ``Admission``, which
+So the server serves its own methods with its own receive loops
+(``GatedServer``, ``RECEIVERS`` per method) instead of grpc.aio's, and hands
+each call the core gives it to ``Admission``, which
 
 1. runs it now, if fewer calls run than the concurrency limit allows;
-2. else queues it, if it can still finish in time: its time left must cover
-   the expected wait plus its method's usual service time (deadline-aware
-   admission), and the wait must fit the queue's bound;
+2. else queues it (first in, first out), if it can still finish in time: its
+   time left must cover the expected wait plus its method's usual service
+   time (deadline-aware admission), and the wait must fit ``max_wait``;
 3. else turns it away at once, before any of its bytes are read:
    ``RESOURCE_EXHAUSTED`` with ``google.rpc.RetryInfo`` and the
    ``grpc-retry-pushback-ms`` trailer when the server is busy (the wait is
@@ -34,14 +32,19 @@ hands over goes to ``Admission``, which
    with no wait (retrying is pointless), ``UNAVAILABLE`` while the server
    drains for shutdown (another replica can serve it).
 
-The queue is a CoDel-style adaptive one: first in, first out while it keeps
-emptying; once it has not emptied for ``interval``, the server is overloaded,
-it serves the newest call first (the oldest are the likeliest to be given up
-on by their callers) and turns away calls that waited longer than
-``target``. The concurrency limit follows measured latency with Netflix's
-Gradient2 (``Gradient2``): no fixed "no-load latency" to calibrate, it
-compares recent latency with its own long-run average. Health checks and
-reflection are not gated: grpc.aio's own loop keeps serving them.
+Why first in, first out, and a long ``max_wait`` by default: a client's
+calls are bounded per connection, and a load generator that does not
+throttle sends another call the moment one is answered; every call turned
+away early is at once replaced by one that costs the same again, so that
+shedding whatever waits longer than a short target halved goodput in the
+bench, where serving the queue in order, each call within its own
+deadline, held it. Calls whose deadline cannot be met are still turned away
+on arrival, and a caller that throttles (ours does) takes the hint.
+
+The concurrency limit follows measured latency with Netflix's Gradient2
+(``Gradient2``): no fixed "no-load latency" to calibrate, it compares recent
+latency with its own long-run average. Health checks and reflection are not
+gated: grpc.aio's own loop keeps serving them.
 
 ``GatedServer`` relies on grpc.aio internals (``cygrpc.AioServer``'s
 request loop, ``_handle_rpc``); ``make_server`` checks they are there and
@@ -75,11 +78,13 @@ log = logging.getLogger("microposts.overload")
 
 PUSHBACK_KEY: Final = "grpc-retry-pushback-ms"
 
-RECEIVERS: Final = 4
-"""Calls asked of the core at once, per method. grpc.aio asks one at a time;
-four let one wake-up of the event loop take several calls (measured: 15-20 %
-more GetMicropost throughput at peak than one), and admission sees arrivals
-sooner under load, instead of leaving them to age in the core's queue."""
+RECEIVERS: Final = 16
+"""Calls asked of the core at once, per method. grpc.aio asks one at a time:
+under load the rest wait in the core's queue, first in first out, where
+admission cannot see them, until their deadline passes. Asking for sixteen
+lets admission see arrivals as they come (and turn away at once those that
+cannot make their deadline), and one wake-up of the event loop take several
+calls (GetMicropost at peak: 15-20 % more throughput than with one)."""
 
 BODY_GRACE: Final = 0.02
 """Seconds a dispatched call counts against the limit before its request body has arrived."""
@@ -168,10 +173,8 @@ class Policy:
 
     max_concurrency: int = 200
     """Ceiling of the adaptive limit; a ceiling at or below 8 makes the limit fixed."""
-    max_wait: float = 0.02
+    max_wait: float = 0.5
     """The longest a call may wait for a slot; one that would wait longer is turned away."""
-    lifo: bool = False
-    """Serve the newest queued call first once the queue has not emptied for ``max_wait``."""
     max_queue: int = 10_000
     """A hard bound on calls waiting, whatever the times say."""
     window: float = 0.1
@@ -295,7 +298,6 @@ class Admission:
         self._service: dict[str, float] = {}  # method -> EWMA of its handler time
         self._gap = 0.0  # EWMA of the time between completions while calls wait
         self._last_done = 0.0
-        self._queued_since = 0.0  # when the queue last went from empty to not; 0: empty
         self._window = [0.0, 0.0, 0.0]  # start, sum of latencies, count
         self._shedding_since = 0.0
         self._last_shed = 0.0
@@ -436,10 +438,8 @@ class Admission:
         ):
             self._turn_away(call, _busy(wait))
             return
-        if not self.queue:
-            self._queued_since = now
-            if self._wake is not None:
-                self._wake(now + self.policy.max_wait)
+        if not self.queue and self._wake is not None:
+            self._wake(now + self.policy.max_wait)
         self.queue.append(call)
         self.stats.queued += 1
 
@@ -449,16 +449,13 @@ class Admission:
         max_wait = self.policy.max_wait
         while queue and now - queue[0].arrived > max_wait:
             self._turn_away(queue.popleft(), Rejection(Reason.QUEUE_TIMEOUT, "", max_wait * 2))
-        lifo = self.policy.lifo and now - self._queued_since >= max_wait
         while queue and self.in_flight < self.limit.value:
-            call = queue.pop() if lifo else queue.popleft()
+            call = queue.popleft()
             if now >= call.deadline:
                 self._turn_away(call, _expired(call.method))
             else:
                 self._start(call)
-        if not queue:
-            self._queued_since = 0.0
-        elif self._wake is not None:
+        if queue and self._wake is not None:
             self._wake(queue[0].arrived + max_wait)
 
     def _start(self, call: Waiting) -> None:
