@@ -43,6 +43,13 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
         ("grpc.http.overload_protection", 0),
         # A request larger than this is refused before it is buffered whole;
         # the largest legitimate one (100 names in a batch get) is ~10 KiB.
+        # Calls the core holds until Python asks for them: by default it fails
+        # those beyond 1,000 at random, and all beyond 3,000, with CANCELLED
+        # (which no client retries, and which says the caller cancelled).
+        # The stream bound above already caps them at connections x streams;
+        # past that, admission answers them, or the core at their deadline.
+        ("grpc.server.max_pending_requests", 1 << 20),
+        ("grpc.server.max_pending_requests_hard_limit", 1 << 20),
         ("grpc.max_receive_message_length", settings.max_receive_size),
         ("grpc.max_send_message_length", 16 * 1024 * 1024),
         # Idle connections are closed; old ones get GOAWAY, and calls still
