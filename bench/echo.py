@@ -61,6 +61,12 @@ async def serve(address: str) -> None:
     if port == 0:
         raise SystemExit(f"echo: cannot bind {address}")
     await server.start()
+    await announce_and_wait(address, port)
+    await server.stop(grace=0.5)
+
+
+async def announce_and_wait(address: str, port: int) -> None:
+    """Writes the ``"serving"`` line the bench waits for, then waits for SIGTERM or SIGINT."""
     host = address.rsplit(":", 1)[0]
     print(json.dumps({"msg": "serving", "address": f"{host}:{port}"}), file=sys.stderr, flush=True)
     stop = asyncio.Event()
@@ -68,7 +74,6 @@ async def serve(address: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop(grace=0.5)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,12 +124,7 @@ def run(
     be consistent with every call having succeeded. Raises LoadError if not.
     """
     cmd = _command(h2load, url, body, load, log_file)
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=load.duration + 60, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise LoadError(f"h2load did not finish: {' '.join(cmd)}") from exc
+    done = _invoke(cmd, load)
     n_done, started, data_bytes = _counts(cmd, done)
     if frame_bytes is not None:
         smallest, largest = frame_bytes
@@ -151,6 +146,16 @@ def run(
         started=started,
         data_bytes=data_bytes,
     )
+
+
+def _invoke(cmd: list[str], load: Load) -> subprocess.CompletedProcess[str]:
+    """Runs the h2load command line, its output captured; LoadError if it hangs."""
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=load.duration + 60, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LoadError(f"h2load did not finish: {' '.join(cmd)}") from exc
 
 
 def _command(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> list[str]:
@@ -188,12 +193,7 @@ def run_open(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> O
     Under overload failed calls are the point: they are counted, not raised.
     """
     cmd = _command(h2load, url, body, load, log_file)
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=load.duration + 60, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise LoadError(f"h2load did not finish: {' '.join(cmd)}") from exc
+    done = _invoke(cmd, load)
     requests, data = _REQUESTS.search(done.stdout), _DATA.search(done.stdout)
     if done.returncode != 0 or not (requests and data):
         raise LoadError(f"h2load failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}")

@@ -135,9 +135,11 @@ class Level:
 def run(bench: Bench, servers: Servers) -> str:
     """Peaks and levels for both servers, the rejection costs, the Python callers; the section."""
     a = bench.args
-    pairs = [(ECHO, servers.echo)]
+    # Targets of their own: another scenario's failure on a shared one must not skip these.
+    pairs = [(ECHO, _fresh(servers.echo))]
     get = servers.target_for("GetMicropost")
     if get is not None:
+        get = _fresh(get)
         pairs.append(("MicroPosts GetMicropost", get))
     peaks = {label: _peak(bench, t) for label, t in pairs}
     levels = {label: [Level(k, c, k * peaks[label][0]) for k, c in LEVELS] for label, _ in pairs}
@@ -150,10 +152,14 @@ def run(bench: Bench, servers: Servers) -> str:
                     a.duration,
                 )
                 _measure(bench, t, level)
-    parts = [_levels_section(a, pairs, peaks, levels), _rejection_section(bench, servers)]
+    parts = [_levels_section(a, pairs, peaks, levels), _rejection_section(bench, pairs)]
     if get is not None:
         parts.append(_callers_section(bench, get, peaks["MicroPosts GetMicropost"][0]))
     return "\n\n".join(p for p in parts if p)
+
+
+def _fresh(t: Target) -> Target:
+    return Target(t.label, t.server, t.scenario, t.body, t.frame_bytes)
 
 
 def _peak(bench: Bench, t: Target) -> tuple[float, float]:
@@ -163,7 +169,7 @@ def _peak(bench: Bench, t: Target) -> tuple[float, float]:
     """
     a = bench.args
     load = h2load.Load(a.clients, a.streams, a.duration, "10S")
-    series = t.series if not t.series.runs else report.Series(t.label)
+    series = t.series
     for r in range(1, a.repeats + 1):
         bench.progress.step(f"overload: peak of {t.label} {r}/{a.repeats} ({load})", a.duration)
         bench.measure(t, load, series)
@@ -270,16 +276,13 @@ def _level_row(label: str, level: Level, peak: float, peak_p99: float, judged: b
     ]
 
 
-def _rejection_section(bench: Bench, servers: Servers) -> str:
+def _rejection_section(bench: Bench, pairs: list[tuple[str, Target]]) -> str:
     """CPU per call of the echo serving, and of a server turning every call away at each point."""
     a = bench.args
     load = h2load.Load(a.clients, a.streams, a.duration, "10S")
-    echo_cpu = servers.echo.series.cpu_us
-    if not echo_cpu:
-        bench.measure(servers.echo, load, servers.echo.series)
-        echo_cpu = servers.echo.series.cpu_us
-    get = servers.target_for("GetMicropost")
-    get_cpu = get.series.cpu_us if get is not None else 0.0
+    echo = pairs[0][1]
+    echo_cpu = echo.series.cpu_us  # from its peak runs
+    get_cpu = pairs[1][1].series.cpu_us if len(pairs) > 1 else 0.0
     rows = [["served: bare echo", "", f"{echo_cpu:.0f}", report.ratio(1.0),
              report.ratio(echo_cpu / get_cpu) if get_cpu else "—"]]  # fmt: skip
     if get_cpu:
@@ -293,7 +296,7 @@ def _rejection_section(bench: Bench, servers: Servers) -> str:
         except ServerError as exc:
             rows.append([f"rejected: {point}", "failed", str(exc).splitlines()[0]])
             continue
-        t = Target(f"rejected: {point}", server, servers.echo.scenario, servers.echo.body)
+        t = Target(f"rejected: {point}", server, echo.scenario, echo.body)
         bench.measure(t, load)
         server.stop()
         if not t.series.runs:

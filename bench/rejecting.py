@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import signal
-import sys
 from typing import Any
 
 import grpc
 
-from bench.echo import REQUEST_TYPES, SERVICE
+from bench.echo import REQUEST_TYPES, SERVICE, announce_and_wait
 
 POINTS = ("handler", "interceptor", "generic", "limiter", "receive-loop")
 
@@ -96,13 +93,7 @@ async def serve(point: str, address: str) -> None:
         hold = channel.unary_unary(f"/{SERVICE}/GetMicropost", None, None)
         holder = asyncio.ensure_future(hold(b""))
         await asyncio.sleep(0.2)
-    host = address.rsplit(":", 1)[0]
-    print(json.dumps({"msg": "serving", "address": f"{host}:{port}"}), file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await announce_and_wait(address, port)
     if point == "limiter":
         holder.cancel()
         await channel.close(None)

@@ -103,9 +103,10 @@ def _row(bench: Bench, n: int, servers: Servers, get: Target, echo_n_proc: Serve
         return [str(n), "—", "—", "—", f"failed: the server did not start: {why}"]
     get_n = Target(f"GetMicropost x{n}", srv_n, get.scenario, get.body, get.frame_bytes)
     one_echo, one_get = report.Series("echo x1"), report.Series("get x1")
-    load = h2load.Load(
-        max(a.clients, 4 * n), max(a.streams, 16), a.duration, a.grpc_timeout or None
-    )
+    # 16 calls in flight per worker, in streams of the throughput load's size:
+    # the server lets a connection open 8 at once (--max-concurrent-streams),
+    # and refuses what a load generator opens beyond that before it has read so.
+    load = h2load.Load(max(a.clients, 8 * n), min(a.streams, 8), a.duration, a.grpc_timeout or None)
     try:
         bench.warm_up(echo_n)
         bench.warm_up(get_n)
