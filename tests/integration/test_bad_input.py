@@ -101,11 +101,21 @@ def test_oversized_text_is_rejected_and_nothing_is_written(
     f = failure_of(
         posts.CreateMicropost,
         mpb.CreateMicropostRequest(
-            parent="users/big_text_user", micropost=rpb.Micropost(text="x" * 100_000)
+            parent="users/big_text_user", micropost=rpb.Micropost(text="x" * 10_000)
         ),
         timeout=10,
     )
     assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["micropost.text"])
+    # A request over --max-receive-size (64 KiB) is refused before it is read.
+    f = failure_of(
+        posts.CreateMicropost,
+        mpb.CreateMicropostRequest(
+            parent="users/big_text_user", micropost=rpb.Micropost(text="x" * 100_000)
+        ),
+        timeout=10,
+    )
+    assert f.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in f.message
     listed = posts.ListMicroposts(
         mpb.ListMicropostsRequest(parent="users/big_text_user"), timeout=10
     )
