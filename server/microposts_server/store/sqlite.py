@@ -264,7 +264,7 @@ class _SqliteTx(Transaction):
                 return budget.exceeded("store")
             return DeadlineExceeded("store work interrupted", "store")
         if "locked" in text or "busy" in text:
-            return Unavailable("store is busy (locked by another writer)")
+            return Unavailable("store is busy (locked by another writer)", "the store is busy")
         if isinstance(exc, sqlite3.OperationalError) and (
             "unable to open" in text or "disk i/o" in text or "readonly" in text
         ):

@@ -48,7 +48,7 @@ def translate(exc: Exception, budget: deadlines.Budget | None) -> Exception:
             return budget.exceeded("store")
         return DeadlineExceeded(f"store work timed out: {exc}", "store")
     if isinstance(exc, asyncpg.TransactionRollbackError):
-        return Unavailable(f"store transaction conflict, retry: {exc}")
+        return Unavailable(f"store transaction conflict, retry: {exc}", "the store had a conflict")
     if is_connection_lost(exc):
         return Unavailable(f"store unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
     return exc
