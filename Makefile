@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/microposts/v1/*.proto)
 
-.PHONY: venv protos check-protos run test lint bench clean
+.PHONY: venv protos unasync check-protos run test lint bench clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 ## protos: regenerate the stubs in client/microposts/v1 from protos/ (never edit them by hand)
 protos: $(STAMP)
 	$(PY) scripts/genprotos.py client
+
+## unasync: regenerate the blocking client (_sync_client.py) from the asyncio one (_async_client.py)
+unasync: $(STAMP)
+	$(PY) scripts/unasync.py
 
 ## run: start the server on the embedded default store (sqlite:///microposts.db)
 run: $(STAMP)

@@ -1,4 +1,13 @@
-"""The one set of fixtures: stores, real servers on port 0, in-process gRPC servers."""
+"""The one set of fixtures: fakes, stores, the app in-process, server processes, gRPC fakes.
+
+Unit tests run the use cases over ``fake_store`` (``tests/unit/fakes.py``).
+Integration tests run the real app in the test process (``server``,
+``shared_server``, ``microposts_server``: ``tests/appserver.py``); end-to-end
+tests run it as a process (``server_process``, ``shared_server_process``:
+``tests/serverproc.py``). ``channel``, ``users`` and ``posts`` call the
+module's ``shared_server``; a test that needs a store of its own takes
+``server`` and calls ``server.users`` and ``server.posts``.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +19,13 @@ import pytest
 
 from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
 from tests import pg
+from tests.appserver import AppServer, serve_app
 from tests.grpcservers import Downstream, LoopThread, Scripted
 from tests.serverproc import ServerProcess
+from tests.unit.fakes import FakeClock, FakeStore
 
-# Every store the server supports; integration tests taking ``store_url`` (or
-# the module-scoped ``shared_server``) run once per entry. PostgreSQL is the
+# Every store the server supports; tests taking ``store_url``, ``server`` or
+# a module-scoped ``shared_*`` fixture run once per entry. PostgreSQL is the
 # machine's server on 127.0.0.1:5432 (never skipped; `make test` starts it):
 # one database per test session, a fresh schema per store (tests/pg.py).
 STORES = ["sqlite", "postgresql"]
@@ -35,44 +46,99 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     pg.drop_session_database()
 
 
+# -- the use cases' fakes (unit) -----------------------------------------------
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """Wall time that stands still until the test moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def fake_store(fake_clock: FakeClock) -> FakeStore:
+    """The store port in memory, judging expiry by ``fake_clock``."""
+    return FakeStore(clock=fake_clock.us)
+
+
+# -- stores --------------------------------------------------------------------
+
+
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty store of each kind (one per test)."""
     yield from make_store_url(request.param, tmp_path)
 
 
+@pytest.fixture(scope="module", params=STORES)
+def shared_store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh store of each kind, shared by a module's tests."""
+    yield from make_store_url(request.param, tmp_path_factory.mktemp(request.param))
+
+
+# -- the app in the test process (integration) ---------------------------------
+
+
 @pytest.fixture
-def server(store_url: str) -> Iterator[ServerProcess]:
+def server(store_url: str) -> Iterator[AppServer]:
+    """The real app in this process on a fresh store (one per test), for tests that need it."""
+    with serve_app(store_url) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def shared_server(shared_store_url: str) -> Iterator[AppServer]:
+    """The real app in this process, one per test module and store, for tests that share."""
+    with serve_app(shared_store_url) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def channel(shared_server: AppServer) -> grpc.Channel:
+    """A channel to the module's ``shared_server``."""
+    return shared_server.channel
+
+
+@pytest.fixture(scope="module")
+def users(shared_server: AppServer) -> user_service_pb2_grpc.UserServiceStub:
+    """UserService of the module's ``shared_server``."""
+    return shared_server.users
+
+
+@pytest.fixture(scope="module")
+def posts(shared_server: AppServer) -> micropost_service_pb2_grpc.MicropostServiceStub:
+    """MicropostService of the module's ``shared_server``."""
+    return shared_server.posts
+
+
+@pytest.fixture(scope="module")
+def microposts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The real app in this process on SQLite, shared by a module's client tests."""
+    db: Path = tmp_path_factory.mktemp("client") / "microposts.db"
+    with serve_app(f"sqlite:///{db}") as srv:
+        yield srv
+
+
+# -- server processes (end to end) ---------------------------------------------
+
+
+@pytest.fixture
+def server_process(store_url: str) -> Iterator[ServerProcess]:
     """A real server process on a free port, on a fresh store (one per test)."""
     with ServerProcess(store_url) as srv:
         yield srv
 
 
-@pytest.fixture(scope="module", params=STORES)
-def shared_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """One real server per test module and store, for tests that need no isolation."""
-    folder = tmp_path_factory.mktemp(request.param)
-    for url in make_store_url(request.param, folder):
-        with ServerProcess(url) as srv:
-            yield srv
+@pytest.fixture(scope="module")
+def shared_server_process(shared_store_url: str) -> Iterator[ServerProcess]:
+    """One real server process per test module and store, for tests that need no isolation."""
+    with ServerProcess(shared_store_url) as srv:
+        yield srv
 
 
-@pytest.fixture
-def channel(server: ServerProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(server.address) as ch:
-        yield ch
-
-
-@pytest.fixture
-def users(channel: grpc.Channel) -> user_service_pb2_grpc.UserServiceStub:
-    return user_service_pb2_grpc.UserServiceStub(channel)
-
-
-@pytest.fixture
-def posts(channel: grpc.Channel) -> micropost_service_pb2_grpc.MicropostServiceStub:
-    return micropost_service_pb2_grpc.MicropostServiceStub(channel)
+# -- in-process fakes and helpers for the client tests ------------------------
 
 
 @pytest.fixture
@@ -97,11 +163,3 @@ def scripted(loop_thread: LoopThread) -> Iterator[Scripted]:
     s = Scripted(loop_thread)
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def microposts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A real MicroPosts server (SQLite) shared by a module's tests."""
-    db: Path = tmp_path_factory.mktemp("client") / "microposts.db"
-    with ServerProcess(f"sqlite:///{db}") as srv:
-        yield srv

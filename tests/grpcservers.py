@@ -130,7 +130,12 @@ class TcpProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     def stop(self) -> None:
-        self.server.close()
+        # On the loop's own thread: asyncio.Server is not thread-safe, and
+        # closing it from the test's thread raced with its _wakeup.
+        async def close() -> None:
+            self.server.close()
+
+        self.loop.run(close())
 
 
 def rich_status(

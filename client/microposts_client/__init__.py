@@ -10,7 +10,7 @@
 See the README section "Calling it from Python" for the whole tour.
 """
 
-from ._client import AsyncClient, Client
+from ._async_client import AsyncClient
 from ._config import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
@@ -42,6 +42,7 @@ from ._exceptions import (
 from ._interceptors import NO_DEADLINE_ABOVE, DeadlineInterceptor, SyncDeadlineInterceptor
 from ._methods import IdempotencyLevel, MethodInfo, method_table
 from ._retry import DEFAULT_RETRY, Retry
+from ._sync_client import Client
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextvars
 import time
-from types import TracebackType
 
 __all__ = ["current_end", "deadline", "time_remaining"]
 
@@ -74,24 +73,15 @@ class deadline:  # lower case: used like a function, as asyncio.timeout is
         self._tokens.append(_END.set(end))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         _END.reset(self._tokens.pop())
 
+    # `async with` needs coroutines; they do what `with` does (a scope does no I/O).
     async def __aenter__(self) -> deadline:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
 
     def __repr__(self) -> str:
         return f"deadline({self._seconds!r})"

@@ -121,6 +121,7 @@ class ServiceError(Exception):
         return f"{type(self).__name__}({self.message!r})"
 
 
+# Like `reason`, each property reads one field of one detail: spelled out so each is typed.
 class _ResourceMixin(ServiceError):
     @property
     def resource_type(self) -> str | None:

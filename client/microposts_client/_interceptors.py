@@ -88,6 +88,9 @@ def _leave(token: Any) -> None:
             pass
 
 
+# One wrapper per kind of behaviour (coroutine, function, async generator, generator): a
+# wrapper must be of its behaviour's kind, and the shared part is already _enter/_leave
+# (a context manager would cost more per call than the rest of the wrapper, see _leave).
 def _wrap_call(behavior: Behavior) -> Behavior:
     if inspect.iscoroutinefunction(behavior):
 

@@ -34,7 +34,11 @@ import random
 import time
 from dataclasses import dataclass
 
-from ._exceptions import ResourceExhausted, ServiceError, Unavailable
+import grpc
+from google.protobuf.message import Message
+
+from ._exceptions import ResourceExhausted, ServiceError, Unavailable, map_rpc_error
+from ._methods import MethodInfo, retry_safe
 
 __all__ = ["DEFAULT_RETRY", "Retry"]
 
@@ -88,3 +92,27 @@ def pause_before_retry(
     if end is not None and time.monotonic() + pause >= end:
         return None
     return pause
+
+
+def pause_or_raise(
+    exc: grpc.RpcError,
+    method: MethodInfo,
+    request: Message,
+    retry: Retry | None,
+    attempts: int,
+    end: float | None,
+) -> float:
+    """Seconds to wait before retrying a call that failed with ``exc``, or raise.
+
+    Raises the :class:`ServiceError` for ``exc`` (``from exc``) when the call
+    is not retried: retries are off, the request is not safe to repeat
+    (:func:`~microposts_client._methods.retry_safe`), or
+    :func:`pause_before_retry` gives up. One type out, so each client's
+    attempt loop is a sleep around it.
+    """
+    error = map_rpc_error(exc)
+    if retry is not None and retry_safe(method, request):
+        pause = pause_before_retry(error, retry, attempts, end)
+        if pause is not None:
+            return pause
+    raise error from exc

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.appserver import AppServer
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -23,7 +23,7 @@ def client_section_blocks() -> list[str]:
 
 
 def test_examples_run(
-    microposts_server: ServerProcess,
+    microposts_server: AppServer,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

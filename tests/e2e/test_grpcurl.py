@@ -30,21 +30,23 @@ def ok(srv: ServerProcess, method: str, data: Any) -> Any:
     return json.loads(result.stdout)
 
 
-def test_list_and_describe(shared_server: ServerProcess) -> None:
-    listed = grpcurl(shared_server, "list").stdout.split()
+def test_list_and_describe(shared_server_process: ServerProcess) -> None:
+    listed = grpcurl(shared_server_process, "list").stdout.split()
     assert {"microposts.v1.UserService", "microposts.v1.MicropostService"} <= set(listed)
     assert "grpc.health.v1.Health" in listed
-    methods = grpcurl(shared_server, "list", "microposts.v1.MicropostService").stdout.split()
+    methods = grpcurl(
+        shared_server_process, "list", "microposts.v1.MicropostService"
+    ).stdout.split()
     assert len(methods) == 6
-    described = grpcurl(shared_server, "describe", "microposts.v1.MicropostService").stdout
+    described = grpcurl(shared_server_process, "describe", "microposts.v1.MicropostService").stdout
     assert "rpc BatchGetMicroposts ( .microposts.v1.BatchGetMicropostsRequest )" in described
-    message = grpcurl(shared_server, "describe", "microposts.v1.Micropost").stdout
+    message = grpcurl(shared_server_process, "describe", "microposts.v1.Micropost").stdout
     assert "repeated string referenced_users = 3;" in message
     assert ".google.protobuf.Timestamp update_time = 5;" in message
 
 
-def test_every_method(shared_server: ServerProcess) -> None:
-    s = shared_server
+def test_every_method(shared_server_process: ServerProcess) -> None:
+    s = shared_server_process
     user = ok(s, UNARY + "CreateUser", {"user": {"username": "curl_user", "display_name": "C"}})
     assert user["name"] == "users/curl_user"
     assert ok(s, UNARY + "GetUser", {"name": "users/curl_user"}) == user
@@ -91,9 +93,9 @@ def test_every_method(shared_server: ServerProcess) -> None:
     ],
 )
 def test_errors_carry_status_code_and_details(
-    shared_server: ServerProcess, method: str, data: Any, code: int, name: str
+    shared_server_process: ServerProcess, method: str, data: Any, code: int, name: str
 ) -> None:
-    result = grpcurl(shared_server, method, data=data)
+    result = grpcurl(shared_server_process, method, data=data)
     assert result.returncode == 64 + code  # grpcurl's convention: 64 + the status code
     assert f"Code: {name}" in result.stderr
     assert "type.googleapis.com/google.rpc." in result.stderr

@@ -25,8 +25,8 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def test_health_overall_and_per_service(server: ServerProcess) -> None:
-    with grpc.insecure_channel(server.address) as ch:
+def test_health_overall_and_per_service(server_process: ServerProcess) -> None:
+    with grpc.insecure_channel(server_process.address) as ch:
         health = health_pb2_grpc.HealthStub(ch)
         for service in ["", "microposts.v1.UserService", "microposts.v1.MicropostService"]:
             resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -82,8 +82,8 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         assert [p.text for p in got.microposts] == [f"n{i}" for i in range(50)]
 
 
-def test_one_log_line_per_call(server: ServerProcess) -> None:
-    with grpc.insecure_channel(server.address) as ch:
+def test_one_log_line_per_call(server_process: ServerProcess) -> None:
+    with grpc.insecure_channel(server_process.address) as ch:
         us = ugrpc.UserServiceStub(ch)
         us.CreateUser(
             upb.CreateUserRequest(user=rpb.User(username="logged")),
@@ -92,8 +92,8 @@ def test_one_log_line_per_call(server: ServerProcess) -> None:
         )
         with pytest.raises(grpc.RpcError):
             us.GetUser(upb.GetUserRequest(name="users/nobody"))
-    server.wait_logs(2, msg="call")
-    ok = server.logs(msg="call", request_id="trace-123")
+    server_process.wait_logs(2, msg="call")
+    ok = server_process.logs(msg="call", request_id="trace-123")
     assert len(ok) == 1
     line = ok[0]
     assert line["method"] == "/microposts.v1.UserService/CreateUser"
@@ -102,7 +102,7 @@ def test_one_log_line_per_call(server: ServerProcess) -> None:
     assert 0 < line["duration_ms"] < 5000
     assert 0 < line["deadline_ms"] <= 5000
     assert line["store_calls"] == 1
-    missing = [r for r in server.logs(msg="call") if r["code"] == "NOT_FOUND"]
+    missing = [r for r in server_process.logs(msg="call") if r["code"] == "NOT_FOUND"]
     assert len(missing) == 1
     assert missing[0]["deadline_ms"] is None  # the caller sent none: the server's cap applied
     assert missing[0]["request_id"]  # generated when the caller sent none
@@ -178,10 +178,10 @@ def test_env_settings_apply(tmp_path: Path) -> None:
     assert 6000 < line["left_ms"] <= 7000  # the 7 s cap, not the 30 s default
 
 
-def test_many_concurrent_calls(server: ServerProcess) -> None:
+def test_many_concurrent_calls(server_process: ServerProcess) -> None:
     """Concurrent writers and readers on one server: every call answers cleanly."""
     errors: list[BaseException] = []
-    with grpc.insecure_channel(server.address) as ch:
+    with grpc.insecure_channel(server_process.address) as ch:
         us, ms = ugrpc.UserServiceStub(ch), mgrpc.MicropostServiceStub(ch)
         us.CreateUser(upb.CreateUserRequest(user=rpb.User(username="busy")), timeout=10)
 

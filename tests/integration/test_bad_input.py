@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -16,8 +15,8 @@ from microposts.v1 import micropost_service_pb2_grpc as mgrpc
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
+from tests.appserver import serve_app
 from tests.rpcutil import failure_of
-from tests.serverproc import ServerProcess
 
 METHODS = [
     "/microposts.v1.UserService/CreateUser",
@@ -39,14 +38,8 @@ CLEAN = {
 }
 
 
-@pytest.fixture(scope="module")
-def chan(shared_server: ServerProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(shared_server.address) as ch:
-        yield ch
-
-
-def raw_call(chan: grpc.Channel, method: str, body: bytes) -> grpc.StatusCode:
-    call = chan.unary_unary(method, request_serializer=None, response_deserializer=None)
+def raw_call(channel: grpc.Channel, method: str, body: bytes) -> grpc.StatusCode:
+    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
     try:
         call(body, timeout=10)
     except grpc.RpcError as err:
@@ -56,20 +49,20 @@ def raw_call(chan: grpc.Channel, method: str, body: bytes) -> grpc.StatusCode:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_random_bytes_get_clean_statuses(chan: grpc.Channel, method: str) -> None:
+def test_random_bytes_get_clean_statuses(channel: grpc.Channel, method: str) -> None:
     rng = random.Random(method)  # reproducible per method
     seen = set()
     for size in [1, 2, 3, 5, 8, 13, 40, 100, 1000, 5000] * 3:
-        code = raw_call(chan, method, rng.randbytes(size))
+        code = raw_call(channel, method, rng.randbytes(size))
         assert code in CLEAN, (method, size, code)
         seen.add(code)
     assert grpc.StatusCode.INVALID_ARGUMENT in seen
 
 
-def test_undecodable_request_is_invalid_argument(chan: grpc.Channel) -> None:
+def test_undecodable_request_is_invalid_argument(channel: grpc.Channel) -> None:
     # A length-delimited field that runs past the end of the message.
     body = b"\x0a\xff\x01abc"
-    call = chan.unary_unary(
+    call = channel.unary_unary(
         "/microposts.v1.UserService/GetUser", request_serializer=None, response_deserializer=None
     )
     f = failure_of(call, body, timeout=10)
@@ -78,13 +71,13 @@ def test_undecodable_request_is_invalid_argument(chan: grpc.Channel) -> None:
     assert "microposts.v1.GetUserRequest" in f.message
 
 
-def test_invalid_utf8_names_the_field(chan: grpc.Channel) -> None:
+def test_invalid_utf8_names_the_field(channel: grpc.Channel) -> None:
     # CreateMicropostRequest{parent="users/abc", micropost{text=b"\xff\xfe"}}
     good = mpb.CreateMicropostRequest(
         parent="users/abc", micropost=rpb.Micropost(text="@@")
     ).SerializeToString()
     bad = good.replace(b"@@", b"\xff\xfe")
-    call = chan.unary_unary(
+    call = channel.unary_unary(
         "/microposts.v1.MicropostService/CreateMicropost",
         request_serializer=None,
         response_deserializer=None,
@@ -92,7 +85,7 @@ def test_invalid_utf8_names_the_field(chan: grpc.Channel) -> None:
     f = failure_of(call, bad, timeout=10)
     assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["micropost.text"])
     batch = mpb.BatchGetMicropostsRequest(names=["users/a/microposts/1", "XX"]).SerializeToString()
-    call = chan.unary_unary(
+    call = channel.unary_unary(
         "/microposts.v1.MicropostService/BatchGetMicroposts",
         request_serializer=None,
         response_deserializer=None,
@@ -101,38 +94,40 @@ def test_invalid_utf8_names_the_field(chan: grpc.Channel) -> None:
     assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["names[1]"])
 
 
-def test_oversized_text_is_rejected_and_nothing_is_written(chan: grpc.Channel) -> None:
-    us, ms = ugrpc.UserServiceStub(chan), mgrpc.MicropostServiceStub(chan)
-    us.CreateUser(upb.CreateUserRequest(user=rpb.User(username="big_text_user")), timeout=10)
+def test_oversized_text_is_rejected_and_nothing_is_written(
+    users: ugrpc.UserServiceStub, posts: mgrpc.MicropostServiceStub
+) -> None:
+    users.CreateUser(upb.CreateUserRequest(user=rpb.User(username="big_text_user")), timeout=10)
     f = failure_of(
-        ms.CreateMicropost,
+        posts.CreateMicropost,
         mpb.CreateMicropostRequest(
             parent="users/big_text_user", micropost=rpb.Micropost(text="x" * 100_000)
         ),
         timeout=10,
     )
     assert (f.code, f.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["micropost.text"])
-    listed = ms.ListMicroposts(mpb.ListMicropostsRequest(parent="users/big_text_user"), timeout=10)
+    listed = posts.ListMicroposts(
+        mpb.ListMicropostsRequest(parent="users/big_text_user"), timeout=10
+    )
     assert list(listed.microposts) == []
 
 
 def test_unexpected_failure_is_internal_without_internals(tmp_path: Path) -> None:
     """Break the database under the running server (a real fault, not a mock)."""
     path = tmp_path / "broken.db"
-    with ServerProcess(f"sqlite:///{path}") as server, grpc.insecure_channel(server.address) as ch:
-        us = ugrpc.UserServiceStub(ch)
+    with serve_app(f"sqlite:///{path}") as server:
+        us = server.users
         us.CreateUser(upb.CreateUserRequest(user=rpb.User(username="victim")), timeout=10)
         db = sqlite3.connect(path)
         db.execute("ALTER TABLE users RENAME TO users_gone")
         db.commit()
         db.close()
         f = failure_of(us.GetUser, upb.GetUserRequest(name="users/victim"), timeout=10)
-        server.stop()
     assert f.code == grpc.StatusCode.INTERNAL
     request_id = f.detail(error_details_pb2.RequestInfo).request_id
     assert request_id and request_id in f.message
     for leak in ["users", "sqlite", "SELECT", "Traceback", "no such table"]:
         assert leak not in f.message
-    logged = server.wait_logs(msg="unexpected error", request_id=request_id)
+    logged = server.logs(msg="unexpected error", request_id=request_id)
     assert logged and "no such table" in logged[0]["error"]
-    assert server.wait_logs(msg="call", request_id=request_id)[0]["code"] == "INTERNAL"
+    assert server.logs(msg="call", request_id=request_id)[0]["code"] == "INTERNAL"

@@ -9,8 +9,8 @@ import pytest
 from google.rpc import error_details_pb2
 
 import microposts_client as mc
+from tests.appserver import AppServer
 from tests.grpcservers import Scripted, rich_status
-from tests.serverproc import ServerProcess
 
 EXPECTED: dict[grpc.StatusCode, type[mc.ServiceError]] = {
     grpc.StatusCode.CANCELLED: mc.Cancelled,
@@ -79,7 +79,7 @@ def test_errors_without_details_still_map(scripted: Scripted) -> None:
     assert str(caught.value) == "NOT_FOUND: scripted NOT_FOUND"
 
 
-def test_real_server_errors(microposts_server: ServerProcess) -> None:
+def test_real_server_errors(microposts_server: AppServer) -> None:
     with mc.Client(microposts_server.address) as client:
         with pytest.raises(mc.InvalidArgument) as bad:
             client.create_user(username="No!")

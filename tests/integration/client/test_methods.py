@@ -6,10 +6,10 @@ import asyncio
 
 from microposts.v1 import micropost_service_pb2, resources_pb2
 from microposts_client import AsyncClient, Client, NotFound
-from tests.serverproc import ServerProcess
+from tests.appserver import AppServer
 
 
-def test_every_method_sync(microposts_server: ServerProcess) -> None:
+def test_every_method_sync(microposts_server: AppServer) -> None:
     with Client(microposts_server.address) as client:
         alice = client.create_user(username="sync_alice", display_name="Alice")
         assert isinstance(alice, resources_pb2.User)
@@ -55,7 +55,7 @@ def test_every_method_sync(microposts_server: ServerProcess) -> None:
             raise AssertionError("deleted post still readable")
 
 
-def test_every_method_async(microposts_server: ServerProcess) -> None:
+def test_every_method_async(microposts_server: AppServer) -> None:
     async def main() -> None:
         async with AsyncClient(microposts_server.address) as client:
             carol = await client.create_user(username="async_carol")

@@ -8,7 +8,7 @@ deadline it was given.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -29,12 +29,31 @@ from microposts_client import (
 from tests.grpcservers import Downstream, LoopThread, start_aio_server
 
 
+class HandedOut(DeadlineInterceptor):
+    """DeadlineInterceptor that keeps each handler it hands the server, in call order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[grpc.RpcMethodHandler[Any, Any] | None] = []
+
+    async def intercept_service(  # type: ignore[override]  # as the base: None passes through
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await super().intercept_service(continuation, handler_call_details)
+        self.handed.append(handler)
+        return handler
+
+
 class AioRelay:
     """grpc.aio relay: GetUser forwards through AsyncClient, under DeadlineInterceptor."""
 
     def __init__(self, loop: LoopThread, downstream: str) -> None:
         self.loop = loop
-        self.interceptor = DeadlineInterceptor()
+        self.interceptor = HandedOut()
 
         async def setup() -> tuple[grpc.aio.Server, str, AsyncClient]:
             client = AsyncClient(downstream)
@@ -91,12 +110,21 @@ class SyncRelay:
 
 
 @pytest.fixture(params=["aio", "sync"])
-def relay_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def relay_to(
+    request: pytest.FixtureRequest, loop_thread: LoopThread
+) -> Iterator[Callable[[str], AioRelay | SyncRelay]]:
+    """Starts a relay of each kind in front of a downstream; stops it after the test."""
+    started: list[AioRelay | SyncRelay] = []
 
+    def start(downstream: str) -> AioRelay | SyncRelay:
+        aio = request.param == "aio"
+        relay = AioRelay(loop_thread, downstream) if aio else SyncRelay(downstream)
+        started.append(relay)
+        return relay
 
-def _relay(kind: str, loop: LoopThread, downstream: str) -> AioRelay | SyncRelay:
-    return AioRelay(loop, downstream) if kind == "aio" else SyncRelay(downstream)
+    yield start
+    for relay in started:
+        relay.stop()
 
 
 @pytest.fixture
@@ -107,18 +135,15 @@ def answering(loop_thread: LoopThread) -> Iterator[Downstream]:
 
 
 def test_downstream_deadline_is_no_later_than_the_callers(
-    relay_kind: str, loop_thread: LoopThread, stalled: Downstream
+    relay_to: Callable[[str], AioRelay | SyncRelay], stalled: Downstream
 ) -> None:
-    relay = _relay(relay_kind, loop_thread, stalled.address)
-    try:
-        with Client(relay.address) as client:
-            start = time.monotonic()
-            caller_end = start + 1.0
-            with pytest.raises(DeadlineExceeded):
-                client.get_user(name="users/alice", timeout=1.0)
-            elapsed = time.monotonic() - start
-    finally:
-        relay.stop()
+    relay = relay_to(stalled.address)
+    with Client(relay.address) as client:
+        start = time.monotonic()
+        caller_end = start + 1.0
+        with pytest.raises(DeadlineExceeded):
+            client.get_user(name="users/alice", timeout=1.0)
+        elapsed = time.monotonic() - start
     assert elapsed < 5.0
     (downstream_end,) = stalled.ends
     assert downstream_end is not None
@@ -128,15 +153,12 @@ def test_downstream_deadline_is_no_later_than_the_callers(
 
 
 def test_no_caller_deadline_still_lets_the_relay_call(
-    relay_kind: str, loop_thread: LoopThread, answering: Downstream
+    relay_to: Callable[[str], AioRelay | SyncRelay], answering: Downstream
 ) -> None:
-    relay = _relay(relay_kind, loop_thread, answering.address)
-    try:
-        with Client(relay.address) as client:
-            start = time.monotonic()
-            user = client.get_user(name="users/alice", timeout=None)  # no deadline sent
-    finally:
-        relay.stop()
+    relay = relay_to(answering.address)
+    with Client(relay.address) as client:
+        start = time.monotonic()
+        user = client.get_user(name="users/alice", timeout=None)  # no deadline sent
     assert user.name == "users/alice"
     (downstream_end,) = answering.ends
     # gRPC's "no deadline" sentinel was not taken for a deadline: the relay's own default applies.
@@ -145,15 +167,12 @@ def test_no_caller_deadline_still_lets_the_relay_call(
 
 
 def test_inherited_deadline_beats_a_longer_own_timeout(
-    relay_kind: str, loop_thread: LoopThread, answering: Downstream
+    relay_to: Callable[[str], AioRelay | SyncRelay], answering: Downstream
 ) -> None:
-    relay = _relay(relay_kind, loop_thread, answering.address)
-    try:
-        with Client(relay.address) as client:
-            start = time.monotonic()
-            client.get_user(name="users/alice", timeout=0.8)
-    finally:
-        relay.stop()
+    relay = relay_to(answering.address)
+    with Client(relay.address) as client:
+        start = time.monotonic()
+        client.get_user(name="users/alice", timeout=0.8)
     (downstream_end,) = answering.ends
     assert downstream_end is not None
     assert downstream_end <= start + 0.8
@@ -173,5 +192,23 @@ def test_interceptor_reuses_wrapped_handlers_and_serves_unknown_methods(
     finally:
         relay.stop()
     assert answering.calls == 3
-    # One wrapped handler, built once and reused.
-    assert len(relay.interceptor._cache._entries) == 1
+    # One wrapped handler, built once and reused: every GetUser got the same one.
+    get_user, *again, unknown = relay.interceptor.handed
+    assert get_user is not None
+    assert len(again) == 2
+    assert all(handler is get_user for handler in again)
+    assert unknown is None
+
+
+@pytest.mark.parametrize("kind", [DeadlineInterceptor, SyncDeadlineInterceptor])
+def test_wrap_builds_one_wrapper_per_handler(
+    kind: type[DeadlineInterceptor | SyncDeadlineInterceptor],
+) -> None:
+    interceptor = kind()
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    other = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+    wrapped = interceptor.wrap(handler)
+    assert wrapped is not handler
+    assert wrapped.unary_unary is not handler.unary_unary
+    assert interceptor.wrap(handler) is wrapped
+    assert interceptor.wrap(other) is not wrapped

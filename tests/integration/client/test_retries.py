@@ -20,8 +20,8 @@ from microposts_client import (
     ResourceExhausted,
     Unavailable,
 )
+from tests.appserver import AppServer
 from tests.grpcservers import Downstream, LoopThread, Scripted, TcpProxy, rich_status
-from tests.serverproc import ServerProcess
 
 UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, ())
 # Patient enough to outlast gRPC's ~1 s reconnect backoff, still bounded.
@@ -176,7 +176,7 @@ def test_async_lost_create_reply(scripted: Scripted) -> None:
 
 
 def test_real_server_lost_reply_makes_exactly_one_post(
-    loop_thread: LoopThread, microposts_server: ServerProcess
+    loop_thread: LoopThread, microposts_server: AppServer
 ) -> None:
     from tests.grpcservers import Forwarder
 

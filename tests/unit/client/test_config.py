@@ -1,9 +1,9 @@
-"""Configuration, targets, retry decisions: the pure parts, plus round_robin over a list."""
+"""The client's pure parts: targets, timeouts, retry decisions (no server)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 
 import pytest
 from google.protobuf import duration_pb2
@@ -22,19 +22,26 @@ from microposts_client import (
     Unavailable,
     deadline,
 )
-from microposts_client._config import build_target
+
+# The retry decision is one pure function, the clients' single place for it;
+# through the public API it shows only with a server (integration/client/test_retries.py).
 from microposts_client._retry import pause_before_retry
-from tests.grpcservers import Downstream, LoopThread
+
+
+def target_of(target: str | Sequence[str]) -> str:
+    """The gRPC target a client connects to (building one connects nowhere)."""
+    with Client(target) as client:
+        return client.target
 
 
 def test_targets() -> None:
-    assert build_target("localhost:50051") == "localhost:50051"
-    assert build_target("dns:///svc.internal:443") == "dns:///svc.internal:443"
-    assert build_target(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
-    assert build_target(["[::1]:1", "[::1]:2"]) == "ipv6:[::1]:1,[::1]:2"
+    assert target_of("localhost:50051") == "localhost:50051"
+    assert target_of("dns:///svc.internal:443") == "dns:///svc.internal:443"
+    assert target_of(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert target_of(["[::1]:1", "[::1]:2"]) == "ipv6:[::1]:1,[::1]:2"
     for bad in ([], ["host.example:1"], ["127.0.0.1"], ["127.0.0.1:1", "[::1]:2"], ""):
         with pytest.raises(ValueError):  # noqa: PT011 - each has its own message
-            build_target(bad)
+            target_of(bad)
 
 
 def test_timeouts() -> None:
@@ -70,23 +77,3 @@ def test_retry_decisions() -> None:
     assert pause_before_retry(unavailable, DEFAULT_RETRY, 1, time.monotonic()) is None
     with pytest.raises(ValueError, match="max_attempts"):
         Retry(max_attempts=0)
-
-
-@pytest.fixture
-def two_backends(loop_thread: LoopThread) -> Iterator[tuple[Downstream, Downstream]]:
-    a, b = Downstream(loop_thread, stall=False), Downstream(loop_thread, stall=False)
-    yield a, b
-    a.stop()
-    b.stop()
-
-
-def test_a_list_of_addresses_is_balanced_round_robin(
-    two_backends: tuple[Downstream, Downstream],
-) -> None:
-    a, b = two_backends
-    with Client([a.address, b.address], wait_for_ready=True) as client:
-        for _ in range(20):
-            client.get_user(name="users/alice")
-    assert a.calls + b.calls == 20
-    assert a.calls >= 5
-    assert b.calls >= 5

@@ -1,0 +1,194 @@
+"""What both clients share: configuration, deadlines, request building.
+
+:class:`_BaseClient` owns everything that is not I/O: configuration, the
+default timeout per method, request building (including the ``request_id``
+a create always carries), and the lookup behind the generic ``call``. The
+clients add the channel, the attempt loop and the page loop: ``AsyncClient``
+in ``_async_client.py``, written by hand, and ``Client`` in
+``_sync_client.py``, generated from it by ``scripts/unasync.py``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import grpc
+from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf.message import Message
+
+from microposts.v1 import micropost_service_pb2, resources_pb2, user_service_pb2
+
+from ._config import (
+    USE_CLIENT_DEFAULT,
+    Timeout,
+    Timeouts,
+    UseClientDefault,
+    build_target,
+    channel_options,
+)
+from ._deadlines import current_end
+from ._methods import MethodInfo, method_table
+from ._retry import DEFAULT_RETRY, Retry
+
+_monotonic = time.monotonic
+
+User = resources_pb2.User
+Micropost = resources_pb2.Micropost
+
+_T = TypeVar("_T")
+
+
+class _Call(NamedTuple, Generic[_T]):
+    """One call to make: the method, as the contract describes it, and the request.
+
+    ``_T`` is the response type, so that each public method is typed from it.
+    """
+
+    method: MethodInfo
+    request: Message
+
+
+class _BaseClient:
+    """Configuration and request building shared by :class:`Client` and :class:`AsyncClient`.
+
+    ``__init__`` takes the arguments both clients document, then calls
+    :meth:`_open`, where each client opens its kind of channel.
+    """
+
+    def __init__(
+        self,
+        target: str | Sequence[str],
+        *,
+        timeout: float | Timeouts | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        retry: Retry | None = DEFAULT_RETRY,
+        wait_for_ready: bool = False,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self._target = build_target(target)
+        self._timeouts = Timeouts.of(timeout)
+        self._retry = retry
+        self._wait_for_ready = wait_for_ready or None
+        self._credentials = credentials
+        self._metadata = tuple(metadata) or None
+        self._options = channel_options(options)
+        self._methods = method_table()
+        self._open()
+
+    def _open(self) -> None:
+        """Open ``self._channel`` and build ``self._stubs`` (each client's own I/O)."""
+        raise NotImplementedError
+
+    @property
+    def target(self) -> str:
+        """The gRPC target the channel connects to."""
+        return self._target
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The default timeouts of this client's methods."""
+        return self._timeouts
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._target!r}, timeout={self._timeouts!r})"
+
+    def _end(self, write: bool, timeout: Timeout) -> float | None:
+        """The monotonic end of a call: its own timeout, capped by any ambient budget."""
+        if timeout is USE_CLIENT_DEFAULT:
+            seconds = self._timeouts.write if write else self._timeouts.read
+        else:
+            seconds = timeout
+        ambient = current_end()
+        if seconds is None:
+            return ambient
+        end = _monotonic() + seconds
+        if ambient is not None and ambient < end:
+            return ambient
+        return end
+
+    def _lookup(self, method: str, request: Message) -> _Call[Message]:
+        """The generic ``call``'s description of ``method``, with its request checked."""
+        info = self._methods.get(method)
+        if info is None:
+            known = ", ".join(self._methods)
+            raise ValueError(f"unknown method {method!r}; the contract has: {known}")
+        if not isinstance(request, info.request_type):
+            raise TypeError(
+                f"{method} takes a {info.request_type.DESCRIPTOR.full_name}, "
+                f"not a {type(request).__qualname__}"
+            )
+        return _Call(info, request)
+
+    # Request building: one definition for both clients.
+
+    def _create_user(self, username: str, display_name: str, request_id: str | None) -> _Call[User]:
+        user = resources_pb2.User(username=username, display_name=display_name)
+        request = user_service_pb2.CreateUserRequest(
+            user=user, request_id=request_id or str(uuid.uuid4())
+        )
+        return _Call(self._methods["CreateUser"], request)
+
+    def _get_user(self, name: str) -> _Call[User]:
+        return _Call(self._methods["GetUser"], user_service_pb2.GetUserRequest(name=name))
+
+    def _list_users(
+        self, page_size: int, page_token: str
+    ) -> _Call[user_service_pb2.ListUsersResponse]:
+        request = user_service_pb2.ListUsersRequest(page_size=page_size, page_token=page_token)
+        return _Call(self._methods["ListUsers"], request)
+
+    def _create_micropost(self, parent: str, text: str, request_id: str | None) -> _Call[Micropost]:
+        request = micropost_service_pb2.CreateMicropostRequest(
+            parent=parent,
+            micropost=resources_pb2.Micropost(text=text),
+            request_id=request_id or str(uuid.uuid4()),
+        )
+        return _Call(self._methods["CreateMicropost"], request)
+
+    def _get_micropost(self, name: str) -> _Call[Micropost]:
+        return _Call(
+            self._methods["GetMicropost"], micropost_service_pb2.GetMicropostRequest(name=name)
+        )
+
+    def _batch_get_microposts(
+        self, names: Sequence[str]
+    ) -> _Call[micropost_service_pb2.BatchGetMicropostsResponse]:
+        if isinstance(names, str):
+            raise TypeError("names must be a sequence of resource names, not one string")
+        request = micropost_service_pb2.BatchGetMicropostsRequest(names=names)
+        return _Call(self._methods["BatchGetMicroposts"], request)
+
+    def _list_microposts(
+        self, parent: str, page_size: int, page_token: str
+    ) -> _Call[micropost_service_pb2.ListMicropostsResponse]:
+        request = micropost_service_pb2.ListMicropostsRequest(
+            parent=parent, page_size=page_size, page_token=page_token
+        )
+        return _Call(self._methods["ListMicroposts"], request)
+
+    def _update_micropost(self, name: str, text: str, etag: str | None) -> _Call[Micropost]:
+        request = micropost_service_pb2.UpdateMicropostRequest(
+            micropost=resources_pb2.Micropost(name=name, text=text, etag=etag or ""),
+            update_mask=field_mask_pb2.FieldMask(paths=["text"]),
+        )
+        return _Call(self._methods["UpdateMicropost"], request)
+
+    def _delete_micropost(self, name: str, etag: str | None) -> _Call[empty_pb2.Empty]:
+        request = micropost_service_pb2.DeleteMicropostRequest(name=name, etag=etag or "")
+        return _Call(self._methods["DeleteMicropost"], request)
+
+    def _callables(self, channel: Any) -> dict[str, Any]:
+        """One callable per RPC of the contract, as the generated stubs would build them."""
+        return {
+            name: channel.unary_unary(
+                info.path,
+                request_serializer=info.request_type.SerializeToString,
+                response_deserializer=info.response_type.FromString,
+                _registered_method=True,
+            )
+            for name, info in self._methods.items()
+        }
