@@ -5,7 +5,8 @@
 the client credentials that use them. ``Issuer`` is a token issuer: an RSA
 key (more can be added: rotation), the JWKS file the server reads, and
 tokens minted for any ``sub``, ``scope`` and claims, valid unless told
-otherwise.
+otherwise. ``Secured`` is both at once: TLS and ``--auth jwt`` for a
+server, and the channel credentials of a caller with a token.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +142,40 @@ class Issuer:
 def bearer(token: str) -> tuple[tuple[str, str]]:
     """Call metadata carrying ``token``."""
     return (("authorization", f"Bearer {token}"),)
+
+
+@dataclass(frozen=True)
+class Secured:
+    """``--auth jwt`` (``issuer``), over TLS (``pki``; None: plaintext loopback), mTLS if asked."""
+
+    issuer: Issuer
+    pki: Pki | None
+    client_certificates: bool = False
+
+    @classmethod
+    def create(cls, folder: Path, tls: bool = True, mtls: bool = False) -> Secured:
+        return cls(Issuer(folder), Pki(folder) if tls or mtls else None, mtls)
+
+    def settings(self) -> dict[str, Any]:
+        """``microposts_server.config.Settings`` fields that turn them on."""
+        fields: dict[str, Any] = {
+            "auth": "jwt",
+            "jwt_keys": str(self.issuer.jwks),
+            "jwt_issuer": ISSUER,
+            "jwt_audience": AUDIENCE,
+        }
+        if self.pki is not None:
+            fields |= {"tls_cert": str(self.pki.cert), "tls_key": str(self.pki.key)}
+        if self.client_certificates and self.pki is not None:
+            fields["tls_client_ca"] = str(self.pki.ca_pem)
+        return fields
+
+    def channel_credentials(self, token: str) -> grpc.ChannelCredentials:
+        """TLS trusting the test CA (or local credentials), with ``token`` on every call."""
+        if self.pki is None:
+            channel = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        else:
+            channel = self.pki.credentials(client_cert=self.client_certificates)
+        return grpc.composite_channel_credentials(
+            channel, grpc.access_token_call_credentials(token)
+        )

@@ -19,6 +19,7 @@ from ._config import (
     Timeouts,
     UseClientDefault,
 )
+from ._credentials import REFRESH_BEFORE, TokenSource, tls_credentials
 from ._deadlines import deadline, time_remaining
 from ._exceptions import (
     Aborted,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_WRITE_TIMEOUT",
     "NO_DEADLINE_ABOVE",
+    "REFRESH_BEFORE",
     "USE_CLIENT_DEFAULT",
     "Aborted",
     "AlreadyExists",
@@ -72,6 +74,7 @@ __all__ = [
     "SyncDeadlineInterceptor",
     "Timeout",
     "Timeouts",
+    "TokenSource",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -80,4 +83,5 @@ __all__ = [
     "deadline",
     "method_table",
     "time_remaining",
+    "tls_credentials",
 ]

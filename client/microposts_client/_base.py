@@ -29,6 +29,7 @@ from ._config import (
     build_target,
     channel_options,
 )
+from ._credentials import TokenSource, channel_credentials, forwarded_credentials, forwarded_token
 from ._deadlines import current_end
 from ._methods import MethodInfo, method_table
 from ._retry import DEFAULT_RETRY, Retry
@@ -66,6 +67,7 @@ class _BaseClient:
         retry: Retry | None = DEFAULT_RETRY,
         wait_for_ready: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
+        token: TokenSource | None = None,
         metadata: Sequence[tuple[str, str]] = (),
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
@@ -73,7 +75,9 @@ class _BaseClient:
         self._timeouts = Timeouts.of(timeout)
         self._retry = retry
         self._wait_for_ready = wait_for_ready or None
-        self._credentials = credentials
+        # None: a plaintext channel to another machine, which carries no tokens.
+        self._credentials = channel_credentials(self._target, credentials, token)
+        self._forwards = self._credentials is not None and token is None
         self._metadata = tuple(metadata) or None
         self._options = channel_options(options)
         self._methods = method_table()
@@ -109,6 +113,17 @@ class _BaseClient:
         if ambient is not None and ambient < end:
             return ambient
         return end
+
+    def _forwarded(self) -> grpc.CallCredentials | None:
+        """The bearer token a forwarding interceptor published, if this client sends it on.
+
+        Only a client without a token of its own forwards, and only over a
+        channel that carries tokens (TLS or loopback).
+        """
+        if not self._forwards:
+            return None
+        token = forwarded_token()
+        return None if token is None else forwarded_credentials(token)
 
     def _lookup(self, method: str, request: Message) -> _Call[Message]:
         """The generic ``call``'s description of ``method``, with its request checked."""

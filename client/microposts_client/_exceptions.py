@@ -77,6 +77,9 @@ class ServiceError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
     """The status code this class stands for."""
 
+    hint: str = ""
+    """What to do about it, where the class knows: shown after the server's message."""
+
     def __init__(
         self,
         message: str,
@@ -115,6 +118,8 @@ class ServiceError(Exception):
         return self.retry_pushback
 
     def __str__(self) -> str:
+        if self.hint:
+            return f"{self.code.name}: {self.message} ({self.hint})"
         return f"{self.code.name}: {self.message}"
 
     def __repr__(self) -> str:
@@ -182,9 +187,30 @@ class AlreadyExists(_ResourceMixin):
 
 
 class PermissionDenied(ServiceError):
-    """The caller may not do this."""
+    """The caller may not do this; ``permission`` and ``resource_name`` say what was refused.
+
+    MicroPosts lets a token's ``sub`` create only ``users/{sub}`` and posts
+    under it, and change or delete only its own posts; a token whose
+    ``scope`` has ``microposts.admin`` may do all of it.
+    """
 
     code = grpc.StatusCode.PERMISSION_DENIED
+    hint = (
+        "the token's subject may write only as itself (users/{sub} and its posts); "
+        "call with that user's token, or one with scope microposts.admin"
+    )
+
+    @property
+    def permission(self) -> str | None:
+        """The permission refused (``microposts.microposts.update``), if the server said."""
+        info = self.detail(error_details_pb2.ErrorInfo)
+        return info.metadata.get("permission") if info is not None else None
+
+    @property
+    def resource_name(self) -> str | None:
+        """The resource it was refused on (``users/bob/microposts/…``), if the server said."""
+        info = self.detail(error_details_pb2.ErrorInfo)
+        return info.metadata.get("resource") if info is not None else None
 
 
 class ResourceExhausted(ServiceError):
@@ -236,9 +262,14 @@ class DataLoss(ServiceError):
 
 
 class Unauthenticated(ServiceError):
-    """The call lacks valid credentials."""
+    """The call lacks valid credentials; ``reason`` says which problem (``TOKEN_EXPIRED``...)."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
+    hint = (
+        "give the client a valid token: Client(target, token=...) with a string, or a "
+        "callable that returns a fresh one; tokens are sent only over TLS "
+        "(credentials=tls_credentials(...)) or to a loopback address"
+    )
 
 
 _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {

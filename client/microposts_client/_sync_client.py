@@ -43,8 +43,14 @@ class Client(_BaseClient):
     ``retry``: a :class:`Retry` for safe calls, ``None`` to never retry.
     ``wait_for_ready``: queue calls until the channel connects (within the
     deadline) instead of failing fast with ``Unavailable`` while it is down.
-    ``credentials``: ``grpc.ssl_channel_credentials(...)`` for TLS.
-    ``metadata``: sent with every call (e.g. ``[("authorization", "Bearer …")]``).
+    ``credentials``: :func:`tls_credentials` (or any ``grpc.ChannelCredentials``)
+    for TLS and mTLS; without it a loopback target gets gRPC's local
+    credentials, anything else plaintext.
+    ``token``: a bearer token, or a callable returning a fresh one (asked
+    again shortly before the last one expires), sent as ``authorization:
+    Bearer …`` with every call; only over TLS or to a loopback address
+    (``ValueError`` otherwise).
+    ``metadata``: sent with every call.
     ``options``: gRPC channel options, overriding the defaults.
 
     Every method takes ``timeout=``: not given → the default above; a number →
@@ -94,6 +100,7 @@ class Client(_BaseClient):
                     timeout=remaining,
                     metadata=self._metadata,
                     wait_for_ready=self._wait_for_ready,
+                    credentials=self._forwarded(),
                 )
                 return result
             except grpc.RpcError as exc:
