@@ -11,7 +11,8 @@ Modules, one concern each:
 - ``runs``: what every scenario uses: starting the shared servers, measuring
   one target with h2load, and what a scenario is (``runs.Scenario``);
 - the scenarios, one section of the report each: ``throughput``, ``latency``,
-  ``client`` (the client wrapper against a raw generated stub), ``workers``;
+  ``client`` (the client wrapper against a raw generated stub), ``workers``,
+  ``secure`` (TLS and JWT against the plaintext server);
 - ``echo``: the bare echo server (``python -m bench.echo``);
 - ``procs``: starting servers on port 0 and always stopping them;
 - ``wire``: gRPC request bodies for h2load;

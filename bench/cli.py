@@ -9,7 +9,7 @@ One run of the bench:
    through its API, and sends each scenario's request once from Python to
    check that it succeeds (``bench.runs``);
 3. runs the scenarios in RUN_ORDER, each its own module: ``bench.throughput``,
-   ``bench.latency``, ``bench.client``, ``bench.workers``;
+   ``bench.latency``, ``bench.client``, ``bench.workers``, ``bench.secure``;
 
 then prints the tables and writes them into ``docs/benchmarks.md``. Every
 server it started is stopped on the way out, whatever happens.
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from bench import client, h2load, latency, report, throughput, workers
+from bench import client, h2load, latency, report, secure, throughput, workers
 from bench.procs import ROOT
 from bench.progress import Progress
 from bench.runs import START, Bench, Plan, Scenario, start_servers
@@ -41,6 +41,7 @@ RUN_ORDER: list[Scenario] = [
     latency.SCENARIO,
     client.SCENARIO,
     workers.SCENARIO,
+    secure.SCENARIO,
 ]
 """Every scenario, in the order they run and their sections appear in the report."""
 

@@ -73,6 +73,7 @@ class Load:
     streams: int
     duration: float
     grpc_timeout: str | None = None  # a grpc-timeout header value, e.g. "10S"
+    headers: tuple[str, ...] = ()  # more "name: value" headers, e.g. an authorization
 
     def __str__(self) -> str:
         return f"-c{self.clients} -m{self.streams} -D{self.duration:g}"
@@ -155,6 +156,7 @@ def _command(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> l
     headers = list(wire.HEADERS)
     if load.grpc_timeout:
         headers.append(f"grpc-timeout: {load.grpc_timeout}")
+    headers += load.headers
     return [
         h2load,
         f"--clients={load.clients}",
