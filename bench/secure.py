@@ -167,23 +167,14 @@ def run(bench: Bench, servers: Servers) -> str | None:
 def _section(
     repeats: int, load: h2load.Load, plain: report.Series, order: list[tuple[Target, report.Series]]
 ) -> str:
-    header = ["call", "req/s", "spread", "p50 ms", "p99 ms", "CPU µs/call"]
-    header += [f"{report.TIMES} plaintext", "by CPU"]
+    header = ["call", *report.RATE_COLUMNS, f"{report.TIMES} plaintext", "by CPU"]
     rows = []
+    base_rps = plain.rps if plain.runs else 0.0
     for t, s in order:
         if t.error or not s.runs:
             rows.append([t.label, *["—"] * (len(header) - 2), f"failed: {t.error or 'not run'}"])
-            continue
-        rows.append([
-            t.label,
-            report.fmt_rps(s.rps),
-            f"±{s.spread * 50:.0f}%" if len(s.runs) > 1 else "—",
-            report.fmt_ms(s.p50_ms),
-            report.fmt_ms(s.p99_ms),
-            f"{s.cpu_us:.0f}",
-            report.ratio(s.rps / plain.rps) if plain.runs else "—",
-            report.ratio(plain.cpu_us / s.cpu_us) if plain.cpu and s.cpu_us else "—",
-        ])  # fmt: skip
+        else:
+            rows.append([t.label, *report.rate_cells(s, base_rps, plain.cpu_us)])
     head = (
         f"### TLS and JWT\n\nGetMicropost on four servers over one SQLite file: plaintext "
         "(the throughput table's), `--auth jwt` (RS256, loopback), TLS, and TLS with "

@@ -10,16 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import grpc
-import grpc.aio
 import pytest
 
-from microposts.v1 import resources_pb2, user_service_pb2
 from microposts_client import (
     REFRESH_BEFORE,
-    AsyncClient,
     Client,
     DeadlineInterceptor,
     NotFound,
@@ -31,7 +26,7 @@ from microposts_client import (
 )
 from tests.appserver import AppServer, serve_app
 from tests.credentials import Pki, Secured
-from tests.grpcservers import LoopThread, start_aio_server
+from tests.grpcservers import AioRelay, LoopThread
 
 
 @pytest.fixture(scope="module")
@@ -200,41 +195,14 @@ def test_permission_denied_says_what_and_where(plain_app: tuple[AppServer, Secur
     assert "scope microposts.admin" in str(err.value)
 
 
-class Gateway:
-    """A grpc.aio server in front of MicroPosts: its GetUser asks MicroPosts through AsyncClient."""
-
-    def __init__(self, loop: LoopThread, upstream: str, forward_token: bool) -> None:
-        self.loop = loop
-        interceptor = DeadlineInterceptor(forward_token=forward_token)
-
-        async def setup() -> tuple[grpc.aio.Server, str, AsyncClient]:
-            client = AsyncClient(upstream, retry=None)  # no token of its own
-            server, address = await start_aio_server(
-                {"GetUser": self._get_user}, interceptors=(interceptor,)
-            )
-            return server, address, client
-
-        self.server, self.address, self.client = loop.run(setup())
-
-    async def _get_user(
-        self, request: user_service_pb2.GetUserRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> resources_pb2.User:
-        try:
-            return await self.client.get_user(name=request.name)
-        except ServiceError as exc:
-            await context.abort(exc.code, exc.message)
-
-    def stop(self) -> None:
-        self.loop.run(self.server.stop(0))
-        self.loop.run(self.client.close())
-
-
 @pytest.mark.parametrize("forward", [True, False])
 def test_forwarding_the_callers_token_is_opt_in(
     plain_app: tuple[AppServer, Secured], loop_thread: LoopThread, forward: bool
 ) -> None:
     srv, secured = plain_app
-    gateway = Gateway(loop_thread, srv.address, forward_token=forward)
+    # A service in front of MicroPosts, whose client has no token of its own.
+    interceptor = DeadlineInterceptor(forward_token=forward)
+    gateway = AioRelay(loop_thread, srv.address, interceptor, retry=None)
     caller = f"gw_{'on' if forward else 'off'}"
     try:
         with Client(gateway.address, token=secured.issuer.token(caller), retry=None) as client:
