@@ -78,6 +78,11 @@ class _BaseClient:
         # None: a plaintext channel to another machine, which carries no tokens.
         self._credentials = channel_credentials(self._target, credentials, token)
         self._forwards = self._credentials is not None and token is None
+        if self._credentials is None and any(k.lower() == "authorization" for k, _ in metadata):
+            raise ValueError(
+                f"credentials in metadata= would go to {self._target!r} in plaintext: "
+                "pass credentials=tls_credentials(...), and the token as token="
+            )
         self._metadata = tuple(metadata) or None
         self._options = channel_options(options)
         self._methods = method_table()

@@ -119,6 +119,8 @@ def test_a_token_never_goes_elsewhere_in_plaintext(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError, match="only sent over TLS or to a loopback address"):
             Client(target, token="t")
+    with pytest.raises(ValueError, match="in plaintext"):
+        Client("10.1.2.3:50051", metadata=[("Authorization", "Bearer t")])
     pki = Pki(tmp_path)
     Client("10.1.2.3:50051", token="t", credentials=tls_credentials(ca=pki.ca_pem)).close()
 
