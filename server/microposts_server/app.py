@@ -3,10 +3,10 @@
 Nothing happens at import time. ``build_app`` opens the store, loads the
 TLS files and JWT keys (off the event loop), wires the use cases, servicers,
 per-call pipeline, health and reflection into a grpc.aio server and binds
-it (TLS when ``--tls-cert`` is set); ``serve`` runs it until SIGTERM/SIGINT and shuts it
-down gracefully: health goes NOT_SERVING, no new calls are accepted,
-in-flight calls get ``--grace`` seconds to finish, then the store closes
-and the process exits 0.
+it (TLS when ``--tls-cert`` is set); ``serve`` runs it until SIGTERM/SIGINT
+and shuts it down gracefully: health goes NOT_SERVING, no new calls are
+accepted, in-flight calls get ``--grace`` seconds to finish, then the store
+closes and the process exits 0.
 """
 
 from __future__ import annotations
