@@ -43,6 +43,7 @@ from ._interceptors import NO_DEADLINE_ABOVE, DeadlineInterceptor, SyncDeadlineI
 from ._methods import IdempotencyLevel, MethodInfo, method_table
 from ._retry import DEFAULT_RETRY, Retry
 from ._sync_client import Client
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
@@ -77,6 +78,7 @@ __all__ = [
     "Unimplemented",
     "Unknown",
     "UseClientDefault",
+    "__version__",
     "deadline",
     "method_table",
     "time_remaining",

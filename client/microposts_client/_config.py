@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._version import __version__
+
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "DEFAULT_WRITE_TIMEOUT",
@@ -80,7 +82,7 @@ Timeout = float | None | UseClientDefault
 """What a method's ``timeout=`` accepts."""
 
 
-_USER_AGENT: Final = "microposts-client/0.1"
+_USER_AGENT: Final = f"microposts-client/{__version__}"
 _BALANCED: Final = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 DEFAULT_CHANNEL_OPTIONS: Final[tuple[tuple[str, Any], ...]] = (
