@@ -79,12 +79,13 @@ def pip_install(python: Path, *requirements: str, cwd: Path) -> None:
 
 def readme_client_requirement() -> str:
     """The requirement in the README's ``pip install`` line for a calling service."""
-    lines = [
+    # The server's line installs both distributions and goes on to a second line.
+    (line,) = [
         line
         for line in README.splitlines()
         if line.startswith("pip install ") and "#subdirectory=client" in line
+        if not line.endswith("\\")
     ]
-    (line,) = [line for line in lines if "microposts-server" not in line]
     (requirement,) = shlex.split(line.removeprefix("pip install "))
     return requirement
 
@@ -103,7 +104,9 @@ def caller_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tag = f"v{microposts_client.__version__}"
     expected = f"microposts-client[typing] @ git+$REPO@{tag}#subdirectory=client"
     assert requirement == expected, "the README's client line changed form"
-    here = requirement.replace("$REPO", f"file://{ROOT}").replace(f"@{tag}#", f"@{head_commit()}#")
+    # file://localhost/...: the pip that venv installs rejects a file URL with no host.
+    here = requirement.replace("$REPO", f"file://localhost{ROOT}")
+    here = here.replace(f"@{tag}#", f"@{head_commit()}#")
     folder = tmp_path_factory.mktemp("caller")
     python = make_venv(folder / "venv")
     pip_install(python, here, cwd=folder)
