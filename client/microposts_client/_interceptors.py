@@ -1,10 +1,14 @@
-"""Server interceptors that hand the incoming deadline to calls made by the handler.
+"""Server interceptors that carry a call across a hop: its deadline down, errors back up.
 
 Install :class:`DeadlineInterceptor` in a ``grpc.aio`` server (or
 :class:`SyncDeadlineInterceptor` in a ``grpc.server``); every call a handler
 makes through :class:`~microposts_client.Client` or
 :class:`~microposts_client.AsyncClient` then ends no later than the incoming
-call's deadline minus a margin, and no later than its own timeout.
+call's deadline minus a margin, and no later than its own timeout. A
+:class:`~microposts_client.ServiceError` that escapes the handler answers the
+handler's caller with the same status code, message and ``google.rpc`` details
+(:meth:`~microposts_client.ServiceError.abort`) instead of gRPC's
+``UNKNOWN: Unexpected <class ...>``; ``forward_errors=False`` turns that off.
 
 gRPC Python does not propagate deadlines itself, and its
 ``time_remaining()`` is treacherous (grpc/grpc#26236): the sync server returns
@@ -35,6 +39,7 @@ import grpc
 import grpc.aio
 
 from ._deadlines import _END
+from ._exceptions import ServiceError
 
 __all__ = [
     "MARGIN_FRACTION",
@@ -91,13 +96,19 @@ def _leave(token: Any) -> None:
 # One wrapper per kind of behaviour (coroutine, function, async generator, generator): a
 # wrapper must be of its behaviour's kind, and the shared part is already _enter/_leave
 # (a context manager would cost more per call than the rest of the wrapper, see _leave).
-def _wrap_call(behavior: Behavior) -> Behavior:
+# `forward`: answer an escaping ServiceError with its own status (`except` costs nothing
+# until something is raised).
+def _wrap_call(behavior: Behavior, forward: bool) -> Behavior:
     if inspect.iscoroutinefunction(behavior):
 
         async def wrapped_async(request: Any, context: Any) -> Any:
             token = _enter(context)
             try:
                 return await behavior(request, context)
+            except ServiceError as exc:
+                if not forward:
+                    raise
+                await exc.abort(context)
             finally:
                 _leave(token)
 
@@ -107,13 +118,17 @@ def _wrap_call(behavior: Behavior) -> Behavior:
         token = _enter(context)
         try:
             return behavior(request, context)
+        except ServiceError as exc:
+            if not forward:
+                raise
+            exc.abort(context)
         finally:
             _leave(token)
 
     return wrapped
 
 
-def _wrap_stream(behavior: Behavior) -> Behavior:
+def _wrap_stream(behavior: Behavior, forward: bool) -> Behavior:
     if inspect.isasyncgenfunction(behavior):
 
         async def wrapped_agen(request: Any, context: Any) -> AsyncIterator[Any]:
@@ -121,43 +136,56 @@ def _wrap_stream(behavior: Behavior) -> Behavior:
             try:
                 async for item in behavior(request, context):
                     yield item
+            except ServiceError as exc:
+                if not forward:
+                    raise
+                await exc.abort(context)
             finally:
                 _leave(token)
 
         return wrapped_agen
     if inspect.iscoroutinefunction(behavior):  # aio: writes with context.write()
-        return _wrap_call(behavior)
+        return _wrap_call(behavior, forward)
 
     def wrapped_gen(request: Any, context: Any) -> Iterator[Any]:
         token = _enter(context)
         try:
             yield from behavior(request, context)
+        except ServiceError as exc:
+            if not forward:
+                raise
+            exc.abort(context)
         finally:
             _leave(token)
 
     return wrapped_gen
 
 
-def _wrap(handler: Handler) -> Handler:
+def _wrap(handler: Handler, forward: bool) -> Handler:
     des, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_wrap_call(handler.unary_unary), des, ser)
+        behavior = _wrap_call(handler.unary_unary, forward)
+        return grpc.unary_unary_rpc_method_handler(behavior, des, ser)
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_wrap_call(handler.stream_unary), des, ser)
+        behavior = _wrap_call(handler.stream_unary, forward)
+        return grpc.stream_unary_rpc_method_handler(behavior, des, ser)
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream), des, ser)
+        behavior = _wrap_stream(handler.unary_stream, forward)
+        return grpc.unary_stream_rpc_method_handler(behavior, des, ser)
     if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream), des, ser)
+        behavior = _wrap_stream(handler.stream_stream, forward)
+        return grpc.stream_stream_rpc_method_handler(behavior, des, ser)
     return handler
 
 
 class _Cache:
     """Wrapped handlers keyed by the identity of the handler they wrap."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_forward")
 
-    def __init__(self) -> None:
+    def __init__(self, forward: bool) -> None:
         self._entries: dict[int, tuple[Handler, Handler]] = {}
+        self._forward = forward
 
     def wrapped(self, handler: Handler) -> Handler:
         hit = self._entries.get(id(handler))
@@ -165,7 +193,7 @@ class _Cache:
             return hit[1]
         if len(self._entries) >= _CACHE_LIMIT:
             self._entries.clear()
-        wrapped = _wrap(handler)
+        wrapped = _wrap(handler, self._forward)
         # Keeping `handler` alive keeps its id from being reused by another.
         self._entries[id(handler)] = (handler, wrapped)
         return wrapped
@@ -184,17 +212,22 @@ class DeadlineInterceptor(_AioBase):
 
     ``grpc.aio.server(interceptors=[DeadlineInterceptor()])``.
 
+    ``forward_errors``: a :class:`~microposts_client.ServiceError` that
+    escapes a handler answers its caller with the same status code, message
+    and ``google.rpc`` details (:meth:`~microposts_client.ServiceError.abort`).
+    With ``False`` such an error reaches gRPC, which answers ``UNKNOWN``.
+
     A server that builds its method handlers itself can instead apply
     :meth:`wrap` to each one once, at start-up: the same effect without
     grpc.aio's per-call interceptor dispatch, which costs tens of
     microseconds a call (the MicroPosts server does this).
     """
 
-    def __init__(self) -> None:
-        self._cache = _Cache()
+    def __init__(self, *, forward_errors: bool = True) -> None:
+        self._cache = _Cache(forward_errors)
 
     def wrap(self, handler: Handler) -> Handler:
-        """``handler``, wrapped so that its calls inherit the incoming deadline."""
+        """``handler``, wrapped so that its calls inherit the incoming deadline (and errors)."""
         return self._cache.wrapped(handler)
 
     # grpc-stubs types the result as always a handler; grpc.aio passes None
@@ -218,14 +251,15 @@ class SyncDeadlineInterceptor(_SyncBase):
     """``grpc.server`` (thread pool) interceptor: handlers' calls inherit the incoming deadline.
 
     ``grpc.server(executor, interceptors=[SyncDeadlineInterceptor()])``, or
-    :meth:`wrap` on each method handler at start-up.
+    :meth:`wrap` on each method handler at start-up. ``forward_errors`` as
+    for :class:`DeadlineInterceptor`.
     """
 
-    def __init__(self) -> None:
-        self._cache = _Cache()
+    def __init__(self, *, forward_errors: bool = True) -> None:
+        self._cache = _Cache(forward_errors)
 
     def wrap(self, handler: Handler) -> Handler:
-        """``handler``, wrapped so that its calls inherit the incoming deadline."""
+        """``handler``, wrapped so that its calls inherit the incoming deadline (and errors)."""
         return self._cache.wrapped(handler)
 
     def intercept_service(
