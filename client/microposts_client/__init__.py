@@ -41,6 +41,7 @@ from ._exceptions import (
 )
 from ._interceptors import NO_DEADLINE_ABOVE, DeadlineInterceptor, SyncDeadlineInterceptor
 from ._methods import IdempotencyLevel, MethodInfo, method_table
+from ._pages import Page
 from ._retry import DEFAULT_RETRY, Retry
 from ._sync_client import Client
 from ._version import __version__
@@ -66,6 +67,7 @@ __all__ = [
     "MethodInfo",
     "NotFound",
     "OutOfRange",
+    "Page",
     "PermissionDenied",
     "ResourceExhausted",
     "Retry",

@@ -45,6 +45,7 @@ _T = TypeVar("_T")
 
 Metadata = Sequence[tuple[str, str | bytes]]
 """gRPC metadata: (key, value) pairs; keys in lower case, ``-bin`` keys with bytes values."""
+_Pairs = tuple[tuple[str, str | bytes], ...]
 
 
 class _Call(NamedTuple, Generic[_T]):
@@ -57,7 +58,7 @@ class _Call(NamedTuple, Generic[_T]):
     request: Message
 
 
-def _pairs(metadata: Metadata) -> tuple[tuple[str, str | bytes], ...]:
+def _pairs(metadata: Metadata) -> _Pairs:
     """``metadata`` as a tuple, refusing one bare pair (a common slip) with a clear error."""
     pairs = tuple(metadata)
     if pairs and isinstance(pairs[0], str | bytes):
@@ -128,13 +129,15 @@ class _BaseClient:
             return ambient
         return end
 
-    def _call_metadata(
-        self, metadata: Metadata | None
-    ) -> tuple[tuple[str, str | bytes], ...] | None:
-        """What a call sends: the client's metadata, then the call's own."""
+    def _call_metadata(self, metadata: Metadata | None) -> _Pairs | None:
+        """What a call sends: the client's metadata, less the keys the call gives its own values."""
         if not metadata:
             return self._metadata
-        return (self._metadata or ()) + _pairs(metadata)
+        pairs = _pairs(metadata)
+        if self._metadata is None:
+            return pairs
+        replaced = {key.lower() for key, _ in pairs}
+        return tuple(p for p in self._metadata if p[0].lower() not in replaced) + pairs
 
     def _lookup(self, method: str, request: Message) -> _Call[Message]:
         """The generic ``call``'s description of ``method``, with its request checked."""

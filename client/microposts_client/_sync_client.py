@@ -60,10 +60,10 @@ class Client(_BaseClient):
     → no timeout of its own. In every case the call also ends no later than an
     enclosing :func:`deadline` scope or the deadline of the gRPC call being
     handled (see :class:`DeadlineInterceptor`). Every method also takes
-    ``metadata=``, sent after the client's own with this call only (e.g.
-    ``[("x-request-id", "…")]``). Failures raise a :class:`ServiceError`
-    subclass. :meth:`call` reaches any RPC of the contract by name, typed
-    method or not.
+    ``metadata=``, sent with this call only (e.g. ``[("x-request-id", "…")]``)
+    besides the client's own; a key given here replaces the client's values
+    for it. Failures raise a :class:`ServiceError` subclass. :meth:`call`
+    reaches any RPC of the contract by name, typed method or not.
     """
 
     _channel: ReadyChannel
