@@ -3,7 +3,7 @@
 A calling service follows the README's client line (a git URL pinned to a tag,
 ``#subdirectory=client``, the extra ``[typing]``): it gets the client and the
 stubs and nothing of the server, and ``mypy --strict`` on the README's client
-example sees the real message types there. A server is installed from a
+examples sees the real message types there. A server is installed from a
 checkout with ``pip install ./client .``: everything, the console script and
 uvloop included. Neither install needs a step before it (the stubs are
 committed).
@@ -120,26 +120,24 @@ def test_the_callers_install_has_the_client_and_no_server(caller_venv: Path) -> 
     assert not (caller_venv.parent / "microposts-server").exists()
 
 
-def mypy_strict(python: Path, source: str, folder: Path) -> subprocess.CompletedProcess[str]:
-    """This venv's mypy, seeing only the packages installed for ``python`` (PEP 561)."""
-    example = folder / "example.py"
-    example.write_text(source, encoding="utf-8")
+def mypy_strict(python: Path, sources: list[str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """This venv's mypy on ``sources``, seeing only the packages installed for ``python``."""
+    folder.mkdir()
+    for number, source in enumerate(sources, 1):
+        (folder / f"example_{number}.py").write_text(source, encoding="utf-8")
     # No config file in `folder`: the repository's mypy settings do not apply.
-    return run(
-        MYPY, "--strict", "--no-incremental", "--python-executable", python, example, cwd=folder
-    )
+    return run(MYPY, "--strict", "--no-incremental", "--python-executable", python, ".", cwd=folder)
 
 
 def test_mypy_strict_sees_real_types_in_the_callers_venv(caller_venv: Path, tmp_path: Path) -> None:
-    example = client_section_blocks()[0]
-    assert "post.text" in example or "p.text" in example
-
-    clean = mypy_strict(caller_venv, example, tmp_path)
+    examples = client_section_blocks()
+    clean = mypy_strict(caller_venv, examples, tmp_path / "as-written")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
-    misspelt = re.sub(r"\b(post|p)\.text\b", r"\1.txt", example)
-    assert misspelt != example
-    caught = mypy_strict(caller_venv, misspelt, tmp_path)
+    first = examples[0]
+    misspelt = re.sub(r"\b(post|p)\.text\b", r"\1.txt", first)
+    assert misspelt != first
+    caught = mypy_strict(caller_venv, [misspelt], tmp_path / "misspelt")
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert '"Micropost" has no attribute "txt"' in caught.stdout
 
