@@ -101,7 +101,7 @@ class AsyncClient(_BaseClient):
         method, request = call
         end = self._end(not method.read, timeout)
         fn = self._channel.stubs()[method.name]
-        metadata = self._call_metadata(metadata)
+        metadata = self._call_metadata(metadata) if metadata else self._metadata
         attempts = 0
         while True:
             remaining = None
