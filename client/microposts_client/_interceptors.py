@@ -93,6 +93,16 @@ def _leave(token: Any) -> None:
             pass
 
 
+def _abort_here(exc: ServiceError, context: Any) -> None:
+    """``exc.abort(context)`` from a plain function: raises on a ``grpc.server`` context.
+
+    On a ``grpc.aio`` context (grpc.aio runs plain functions in a thread) it
+    returns a coroutine no loop can await here: dropped, and the error goes
+    on as it would without forwarding.
+    """
+    exc.abort(context).close()
+
+
 # One wrapper per kind of behaviour (coroutine, function, async generator, generator): a
 # wrapper must be of its behaviour's kind, and the shared part is already _enter/_leave
 # (a context manager would cost more per call than the rest of the wrapper, see _leave).
@@ -119,9 +129,9 @@ def _wrap_call(behavior: Behavior, forward: bool) -> Behavior:
         try:
             return behavior(request, context)
         except ServiceError as exc:
-            if not forward:
-                raise
-            exc.abort(context)
+            if forward:
+                _abort_here(exc, context)
+            raise
         finally:
             _leave(token)
 
@@ -152,9 +162,9 @@ def _wrap_stream(behavior: Behavior, forward: bool) -> Behavior:
         try:
             yield from behavior(request, context)
         except ServiceError as exc:
-            if not forward:
-                raise
-            exc.abort(context)
+            if forward:
+                _abort_here(exc, context)
+            raise
         finally:
             _leave(token)
 

@@ -6,7 +6,9 @@ Its caller must see what a direct call shows: the same exception class,
 message and ``google.rpc`` details, whether the relay's handlers let the
 error escape under the propagation interceptor (the default) or answer with
 ``err.abort(context)`` themselves. With ``forward_errors=False`` the escaping
-error is gRPC's ``UNKNOWN``, as it was before.
+error is gRPC's ``UNKNOWN``, as it was before. What the real server never
+sends on demand (a detail of a type the client does not decode, a retry
+pushback) comes from the scripted fake upstream.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2
 
 from microposts_client import (
     AsyncClient,
@@ -26,13 +30,14 @@ from microposts_client import (
     DeadlineInterceptor,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     ServiceError,
     SyncDeadlineInterceptor,
     Unknown,
     method_table,
 )
 from tests.appserver import AppServer
-from tests.grpcservers import LoopThread, start_aio_server
+from tests.grpcservers import LoopThread, Scripted, rich_status, start_aio_server
 
 # How a relay hands errors back (`how`): "escape" under the default interceptor, "abort"
 # with err.abort(context) and no interceptor, "opt-out" under forward_errors=False.
@@ -108,12 +113,11 @@ class SyncRelay:
 @pytest.fixture(params=["aio", "sync"])
 def relay(
     request: pytest.FixtureRequest, loop_thread: LoopThread, microposts_server: AppServer
-) -> Iterator[Callable[[str], AioRelay | SyncRelay]]:
-    """Starts a relay of the parametrised kind in front of the real server."""
+) -> Iterator[Callable[..., AioRelay | SyncRelay]]:
+    """Starts a relay of the parametrised kind in front of the real server (or ``upstream``)."""
     started: list[AioRelay | SyncRelay] = []
 
-    def start(how: str) -> AioRelay | SyncRelay:
-        upstream = microposts_server.address
+    def start(how: str, upstream: str = microposts_server.address) -> AioRelay | SyncRelay:
         if request.param == "aio":
             started.append(AioRelay(loop_thread, upstream, how))
         else:
@@ -143,7 +147,7 @@ def bad_user(client: Client) -> object:
 @pytest.mark.parametrize("how", ["escape", "abort"])
 @pytest.mark.parametrize("call", [missing_user, bad_user])
 def test_the_relays_caller_sees_the_error_microposts_gave(
-    relay: Callable[[str], AioRelay | SyncRelay],
+    relay: Callable[..., AioRelay | SyncRelay],
     microposts_server: AppServer,
     how: str,
     call: Callable[[Client], object],
@@ -160,7 +164,7 @@ def test_the_relays_caller_sees_the_error_microposts_gave(
 
 
 def test_details_are_readable_after_the_hop(
-    relay: Callable[[str], AioRelay | SyncRelay],
+    relay: Callable[..., AioRelay | SyncRelay],
 ) -> None:
     address = relay("escape").address
     missing = failure(address, missing_user)
@@ -173,15 +177,37 @@ def test_details_are_readable_after_the_hop(
 
 
 def test_without_forwarding_an_escaping_error_is_unknown(
-    relay: Callable[[str], AioRelay | SyncRelay],
+    relay: Callable[..., AioRelay | SyncRelay],
 ) -> None:
     relayed = failure(relay("opt-out").address, missing_user)
     assert isinstance(relayed, Unknown)
     assert relayed.details == ()
 
 
+def test_details_of_any_type_and_the_servers_pushback_pass_too(
+    relay: Callable[..., AioRelay | SyncRelay], scripted: Scripted
+) -> None:
+    # The real server sends neither on demand: the scripted fake does.
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    info = error_details_pb2.ErrorInfo(reason="QUOTA", domain="microposts.test")
+    unknown = duration_pb2.Duration(seconds=7)  # a detail type the client does not decode
+    trailers = (*rich_status(code, "slow down", info, unknown), ("grpc-retry-pushback-ms", "250"))
+    scripted.script["GetUser"] = [(code, trailers), (code, trailers)]
+
+    direct = failure(scripted.address, missing_user)
+    relayed = failure(relay("escape", scripted.address).address, missing_user)
+
+    assert isinstance(relayed, ResourceExhausted)
+    assert relayed.message == direct.message == "scripted RESOURCE_EXHAUSTED"
+    assert relayed.details == direct.details
+    assert relayed.reason == "QUOTA"
+    (packed,) = [d for d in relayed.details if isinstance(d, any_pb2.Any)]
+    assert packed.Is(duration_pb2.Duration.DESCRIPTOR)
+    assert relayed.retry_pushback == direct.retry_pushback == 0.25
+
+
 def test_answers_still_pass(
-    relay: Callable[[str], AioRelay | SyncRelay], microposts_server: AppServer
+    relay: Callable[..., AioRelay | SyncRelay], microposts_server: AppServer
 ) -> None:
     with Client(relay("escape").address) as client:
         user = client.create_user(username=f"hops_{uuid.uuid4().hex[:12]}")
