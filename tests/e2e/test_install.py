@@ -3,9 +3,10 @@
 A calling service follows the README's client line (a git URL pinned to a tag,
 ``#subdirectory=client``, the extra ``[typing]``): it gets the client and the
 stubs and nothing of the server, and ``mypy --strict`` on the README's client
-examples sees the real message types there. A server is installed from a
-checkout with ``pip install ./client .``: everything, the console script and
-uvloop included. Neither install needs a step before it (the stubs are
+examples sees the real message types there. A server, by the README's line
+for it (both distributions from git) or from a checkout with
+``pip install ./client .``, gets everything, the console script and uvloop
+included. Neither install needs a step before it (the stubs are
 committed).
 
 The README pins the release tag; the tag of this checkout's release may not
@@ -77,17 +78,23 @@ def pip_install(python: Path, *requirements: str, cwd: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def readme_client_requirement() -> str:
-    """The requirement in the README's ``pip install`` line for a calling service."""
-    # The server's line installs both distributions and goes on to a second line.
+def readme_requirements(*, server: bool) -> list[str]:
+    """The requirements of the README's git ``pip install`` line for a caller or a server."""
+    text = README.replace("\\\n", " ")  # the server's line goes on to a second line
+    lines = [line for line in text.splitlines() if line.startswith("pip install ")]
     (line,) = [
-        line
-        for line in README.splitlines()
-        if line.startswith("pip install ") and "#subdirectory=client" in line
-        if not line.endswith("\\")
+        line for line in lines if "#subdirectory=client" in line and server == ("-server" in line)
     ]
-    (requirement,) = shlex.split(line.removeprefix("pip install "))
-    return requirement
+    return shlex.split(line.removeprefix("pip install "))
+
+
+def at_this_commit(requirement: str) -> str:
+    """``requirement`` from this checkout's commit instead of ``$REPO`` at the release tag."""
+    tag = f"v{microposts_client.__version__}"
+    assert f"@{tag}" in requirement, "the README does not pin the release tag"
+    # file://localhost/...: the pip that venv installs rejects a file URL with no host.
+    here = requirement.replace("git+$REPO@", f"git+file://localhost{ROOT}@")
+    return here.replace(f"@{tag}", f"@{head_commit()}")
 
 
 def head_commit() -> str:
@@ -100,16 +107,13 @@ def head_commit() -> str:
 @pytest.fixture(scope="module")
 def caller_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A calling service's venv, made by the README's client line; its python."""
-    requirement = readme_client_requirement()
+    (requirement,) = readme_requirements(server=False)
     tag = f"v{microposts_client.__version__}"
     expected = f"microposts-client[typing] @ git+$REPO@{tag}#subdirectory=client"
     assert requirement == expected, "the README's client line changed form"
-    # file://localhost/...: the pip that venv installs rejects a file URL with no host.
-    here = requirement.replace("$REPO", f"file://localhost{ROOT}")
-    here = here.replace(f"@{tag}#", f"@{head_commit()}#")
     folder = tmp_path_factory.mktemp("caller")
     python = make_venv(folder / "venv")
-    pip_install(python, here, cwd=folder)
+    pip_install(python, at_this_commit(requirement), cwd=folder)
     return python
 
 
@@ -142,9 +146,15 @@ def test_mypy_strict_sees_real_types_in_the_callers_venv(caller_venv: Path, tmp_
     assert '"Micropost" has no attribute "txt"' in caught.stdout
 
 
-def test_a_server_install_from_a_checkout_has_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["checkout", "readme"])
+def test_a_server_install_has_everything(tmp_path: Path, how: str) -> None:
     python = make_venv(tmp_path / "venv")
-    pip_install(python, str(ROOT / "client"), str(ROOT), cwd=tmp_path)  # pip install ./client .
+    if how == "checkout":  # pip install ./client .
+        pip_install(python, str(ROOT / "client"), str(ROOT), cwd=tmp_path)
+    else:
+        requirements = readme_requirements(server=True)
+        assert any(r.startswith("microposts-server") for r in requirements)
+        pip_install(python, *map(at_this_commit, requirements), cwd=tmp_path)
     done = run(python, "-c", SERVER_IMPORTS, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert str(tmp_path / "venv") in done.stdout  # from site-packages, not this checkout
