@@ -42,8 +42,10 @@ from ._exceptions import (
 )
 from ._interceptors import NO_DEADLINE_ABOVE, DeadlineInterceptor, SyncDeadlineInterceptor
 from ._methods import IdempotencyLevel, MethodInfo, method_table
+from ._pages import Page
 from ._retry import DEFAULT_RETRY, Retry
 from ._sync_client import Client
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
@@ -67,6 +69,7 @@ __all__ = [
     "MethodInfo",
     "NotFound",
     "OutOfRange",
+    "Page",
     "PermissionDenied",
     "ResourceExhausted",
     "Retry",
@@ -80,6 +83,7 @@ __all__ = [
     "Unimplemented",
     "Unknown",
     "UseClientDefault",
+    "__version__",
     "deadline",
     "method_table",
     "time_remaining",

@@ -9,9 +9,10 @@
   server can check it), so a long-lived client never sends an expired one.
   A token whose expiry cannot be read is fetched again for every call.
 - A token is only sent over TLS or to a loopback address. gRPC itself drops
-  call credentials on a plaintext channel, so a loopback target without
-  ``credentials=`` gets gRPC's *local* credentials: plaintext still, but a
-  channel that carries tokens, and only to this machine. A token with a
+  call credentials on a plaintext channel, so a loopback target (or a Unix
+  socket) without ``credentials=`` gets gRPC's *local* credentials:
+  plaintext still, but a channel that carries tokens, and only on this
+  machine. A token with a
   plaintext target elsewhere is a ``ValueError`` when the client is made.
 - Forwarding: a server that installs ``DeadlineInterceptor(forward_token=True)``
   publishes the incoming call's bearer token, and clients without a token of
@@ -160,6 +161,15 @@ def is_loopback(target: str) -> bool:
     return True
 
 
+def _local(target: str) -> grpc.ChannelCredentials | None:
+    """gRPC's local credentials for a target on this machine (TCP loopback or a Unix socket)."""
+    if target.startswith(("unix:", "unix-abstract:")):
+        return grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
+    if is_loopback(target):
+        return grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+    return None
+
+
 def channel_credentials(
     target: str, credentials: grpc.ChannelCredentials | None, token: TokenSource | None
 ) -> grpc.ChannelCredentials | None:
@@ -167,8 +177,8 @@ def channel_credentials(
 
     Raises ``ValueError`` for a token that would go to another machine in plaintext.
     """
-    if credentials is None and is_loopback(target):
-        credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+    if credentials is None:
+        credentials = _local(target)
     if token is None:
         return credentials
     if credentials is None:

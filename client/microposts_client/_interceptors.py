@@ -1,12 +1,16 @@
-"""Server interceptors: calls a handler makes inherit the incoming deadline (and token, opt-in).
+"""Server interceptors that carry a call across a hop: its deadline down, errors back up.
 
 Install :class:`DeadlineInterceptor` in a ``grpc.aio`` server (or
 :class:`SyncDeadlineInterceptor` in a ``grpc.server``); every call a handler
 makes through :class:`~microposts_client.Client` or
 :class:`~microposts_client.AsyncClient` then ends no later than the incoming
-call's deadline minus a margin, and no later than its own timeout. With
-``forward_token=True`` they also carry the incoming bearer token (see
-:class:`DeadlineInterceptor` for when that is right).
+call's deadline minus a margin, and no later than its own timeout. A
+:class:`~microposts_client.ServiceError` that escapes the handler answers the
+handler's caller with the same status code, message and ``google.rpc`` details
+(:meth:`~microposts_client.ServiceError.abort`) instead of gRPC's
+``UNKNOWN: Unexpected <class ...>``; ``forward_errors=False`` turns that off.
+With ``forward_token=True`` the handler's calls also carry the incoming bearer
+token (off by default; see :class:`DeadlineInterceptor` for when that is right).
 
 gRPC Python does not propagate deadlines itself, and its
 ``time_remaining()`` is treacherous (grpc/grpc#26236): the sync server returns
@@ -38,6 +42,7 @@ import grpc.aio
 
 from ._credentials import _FORWARDED
 from ._deadlines import _END
+from ._exceptions import ServiceError
 
 __all__ = [
     "MARGIN_FRACTION",
@@ -118,16 +123,32 @@ def _leave_forwarding(tokens: Any) -> None:
         pass
 
 
+def _abort_here(exc: ServiceError, context: Any) -> None:
+    """``exc.abort(context)`` from a plain function: raises on a ``grpc.server`` context.
+
+    On a ``grpc.aio`` context (grpc.aio runs plain functions in a thread) it
+    returns a coroutine no loop can await here: dropped, and the error goes
+    on as it would without forwarding.
+    """
+    exc.abort(context).close()
+
+
 # One wrapper per kind of behaviour (coroutine, function, async generator, generator): a
 # wrapper must be of its behaviour's kind, and the shared part is already _enter/_leave
 # (a context manager would cost more per call than the rest of the wrapper, see _leave).
-def _wrap_call(behavior: Behavior, enter: Enter, leave: Leave) -> Behavior:
+# `forward`: answer an escaping ServiceError with its own status (`except` costs nothing
+# until something is raised).
+def _wrap_call(behavior: Behavior, forward: bool, enter: Enter, leave: Leave) -> Behavior:
     if inspect.iscoroutinefunction(behavior):
 
         async def wrapped_async(request: Any, context: Any) -> Any:
             token = enter(context)
             try:
                 return await behavior(request, context)
+            except ServiceError as exc:
+                if not forward:
+                    raise
+                await exc.abort(context)
             finally:
                 leave(token)
 
@@ -137,13 +158,17 @@ def _wrap_call(behavior: Behavior, enter: Enter, leave: Leave) -> Behavior:
         token = enter(context)
         try:
             return behavior(request, context)
+        except ServiceError as exc:
+            if forward:
+                _abort_here(exc, context)
+            raise
         finally:
             leave(token)
 
     return wrapped
 
 
-def _wrap_stream(behavior: Behavior, enter: Enter, leave: Leave) -> Behavior:
+def _wrap_stream(behavior: Behavior, forward: bool, enter: Enter, leave: Leave) -> Behavior:
     if inspect.isasyncgenfunction(behavior):
 
         async def wrapped_agen(request: Any, context: Any) -> AsyncIterator[Any]:
@@ -151,51 +176,56 @@ def _wrap_stream(behavior: Behavior, enter: Enter, leave: Leave) -> Behavior:
             try:
                 async for item in behavior(request, context):
                     yield item
+            except ServiceError as exc:
+                if not forward:
+                    raise
+                await exc.abort(context)
             finally:
                 leave(token)
 
         return wrapped_agen
     if inspect.iscoroutinefunction(behavior):  # aio: writes with context.write()
-        return _wrap_call(behavior, enter, leave)
+        return _wrap_call(behavior, forward, enter, leave)
 
     def wrapped_gen(request: Any, context: Any) -> Iterator[Any]:
         token = enter(context)
         try:
             yield from behavior(request, context)
+        except ServiceError as exc:
+            if forward:
+                _abort_here(exc, context)
+            raise
         finally:
             leave(token)
 
     return wrapped_gen
 
 
-def _wrap(handler: Handler, enter: Enter, leave: Leave) -> Handler:
+def _wrap(handler: Handler, forward: bool, enter: Enter, leave: Leave) -> Handler:
     des, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(
-            _wrap_call(handler.unary_unary, enter, leave), des, ser
-        )
+        behavior = _wrap_call(handler.unary_unary, forward, enter, leave)
+        return grpc.unary_unary_rpc_method_handler(behavior, des, ser)
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            _wrap_call(handler.stream_unary, enter, leave), des, ser
-        )
+        behavior = _wrap_call(handler.stream_unary, forward, enter, leave)
+        return grpc.stream_unary_rpc_method_handler(behavior, des, ser)
     if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            _wrap_stream(handler.unary_stream, enter, leave), des, ser
-        )
+        behavior = _wrap_stream(handler.unary_stream, forward, enter, leave)
+        return grpc.unary_stream_rpc_method_handler(behavior, des, ser)
     if handler.stream_stream is not None:
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, enter, leave), des, ser
-        )
+        behavior = _wrap_stream(handler.stream_stream, forward, enter, leave)
+        return grpc.stream_stream_rpc_method_handler(behavior, des, ser)
     return handler
 
 
 class _Cache:
     """Wrapped handlers keyed by the identity of the handler they wrap."""
 
-    __slots__ = ("_enter", "_entries", "_leave")
+    __slots__ = ("_enter", "_entries", "_forward", "_leave")
 
-    def __init__(self, forward_token: bool) -> None:
+    def __init__(self, forward: bool, forward_token: bool) -> None:
         self._entries: dict[int, tuple[Handler, Handler]] = {}
+        self._forward = forward
         self._enter: Enter = _enter_forwarding if forward_token else _enter
         self._leave: Leave = _leave_forwarding if forward_token else _leave
 
@@ -205,7 +235,7 @@ class _Cache:
             return hit[1]
         if len(self._entries) >= _CACHE_LIMIT:
             self._entries.clear()
-        wrapped = _wrap(handler, self._enter, self._leave)
+        wrapped = _wrap(handler, self._forward, self._enter, self._leave)
         # Keeping `handler` alive keeps its id from being reused by another.
         self._entries[id(handler)] = (handler, wrapped)
         return wrapped
@@ -224,10 +254,10 @@ class DeadlineInterceptor(_AioBase):
 
     ``grpc.aio.server(interceptors=[DeadlineInterceptor()])``.
 
-    A server that builds its method handlers itself can instead apply
-    :meth:`wrap` to each one once, at start-up: the same effect without
-    grpc.aio's per-call interceptor dispatch, which costs tens of
-    microseconds a call (the MicroPosts server does this).
+    ``forward_errors``: a :class:`~microposts_client.ServiceError` that
+    escapes a handler answers its caller with the same status code, message
+    and ``google.rpc`` details (:meth:`~microposts_client.ServiceError.abort`).
+    With ``False`` such an error reaches gRPC, which answers ``UNKNOWN``.
 
     ``forward_token=True`` also hands the incoming call's bearer token
     (``authorization: Bearer …``) to the calls its handler makes through a
@@ -236,13 +266,18 @@ class DeadlineInterceptor(_AioBase):
     on only when the downstream service trusts the same issuer and audience
     and should act as the original caller (a gateway or backend-for-frontend
     in front of MicroPosts); otherwise give the client its own ``token=``.
+
+    A server that builds its method handlers itself can instead apply
+    :meth:`wrap` to each one once, at start-up: the same effect without
+    grpc.aio's per-call interceptor dispatch, which costs tens of
+    microseconds a call (the MicroPosts server does this).
     """
 
-    def __init__(self, *, forward_token: bool = False) -> None:
-        self._cache = _Cache(forward_token)
+    def __init__(self, *, forward_errors: bool = True, forward_token: bool = False) -> None:
+        self._cache = _Cache(forward_errors, forward_token)
 
     def wrap(self, handler: Handler) -> Handler:
-        """``handler``, wrapped so that its calls inherit the incoming deadline."""
+        """``handler``, wrapped so that its calls inherit the incoming deadline (and errors)."""
         return self._cache.wrapped(handler)
 
     # grpc-stubs types the result as always a handler; grpc.aio passes None
@@ -266,15 +301,15 @@ class SyncDeadlineInterceptor(_SyncBase):
     """``grpc.server`` (thread pool) interceptor: handlers' calls inherit the incoming deadline.
 
     ``grpc.server(executor, interceptors=[SyncDeadlineInterceptor()])``, or
-    :meth:`wrap` on each method handler at start-up. ``forward_token``: as
-    for :class:`DeadlineInterceptor`.
+    :meth:`wrap` on each method handler at start-up. ``forward_errors`` and
+    ``forward_token`` as for :class:`DeadlineInterceptor`.
     """
 
-    def __init__(self, *, forward_token: bool = False) -> None:
-        self._cache = _Cache(forward_token)
+    def __init__(self, *, forward_errors: bool = True, forward_token: bool = False) -> None:
+        self._cache = _Cache(forward_errors, forward_token)
 
     def wrap(self, handler: Handler) -> Handler:
-        """``handler``, wrapped so that its calls inherit the incoming deadline."""
+        """``handler``, wrapped so that its calls inherit the incoming deadline (and errors)."""
         return self._cache.wrapped(handler)
 
     def intercept_service(

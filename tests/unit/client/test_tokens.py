@@ -8,7 +8,7 @@ import json
 import pytest
 
 from microposts_client import REFRESH_BEFORE
-from microposts_client._credentials import BearerToken, is_loopback
+from microposts_client._credentials import BearerToken, channel_credentials, is_loopback
 
 
 def unsigned_jwt(exp: float | None) -> str:
@@ -85,3 +85,10 @@ def test_a_string_is_sent_as_given_and_bad_tokens_are_refused() -> None:
 )
 def test_which_targets_are_loopback(target: str, loopback: bool) -> None:
     assert is_loopback(target) is loopback
+
+
+def test_a_token_may_go_to_a_unix_socket_but_not_to_another_machine_in_plaintext() -> None:
+    assert channel_credentials("unix:/tmp/microposts.sock", None, "t") is not None
+    assert channel_credentials("10.0.0.5:50051", None, None) is None  # plaintext, no token
+    with pytest.raises(ValueError, match="only sent over TLS"):
+        channel_credentials("10.0.0.5:50051", None, "t")
