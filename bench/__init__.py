@@ -12,7 +12,8 @@ Modules, one concern each:
   one target with h2load, and what a scenario is (``runs.Scenario``);
 - the scenarios, one section of the report each: ``throughput``, ``latency``,
   ``client`` (the client wrapper against a raw generated stub), ``workers``,
-  ``overload`` (goodput past capacity, what a rejection costs, Python callers);
+  ``secure`` (TLS and JWT against the plaintext server), ``overload`` (goodput
+  past capacity, what a rejection costs, Python callers);
 - ``echo``: the bare echo server (``python -m bench.echo``); ``rejecting``: a
   bare server that turns every call away at one chosen point;
 - ``procs``: starting servers on port 0 and always stopping them;

@@ -9,7 +9,8 @@ One run of the bench:
    through its API, and sends each scenario's request once from Python to
    check that it succeeds (``bench.runs``);
 3. runs the scenarios in RUN_ORDER, each its own module: ``bench.throughput``,
-   ``bench.latency``, ``bench.client``, ``bench.workers``, ``bench.overload``;
+   ``bench.latency``, ``bench.client``, ``bench.workers``, ``bench.secure``,
+   ``bench.overload``;
 
 then prints the tables and writes them into ``docs/benchmarks.md``. Every
 server it started is stopped on the way out, whatever happens.
@@ -31,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from bench import client, h2load, latency, overload, report, throughput, workers
+from bench import client, h2load, latency, overload, report, secure, throughput, workers
 from bench.procs import ROOT
 from bench.progress import Progress
 from bench.runs import START, Bench, Plan, Scenario, start_servers
@@ -41,6 +42,7 @@ RUN_ORDER: list[Scenario] = [
     latency.SCENARIO,
     client.SCENARIO,
     workers.SCENARIO,
+    secure.SCENARIO,
     overload.SCENARIO,
 ]
 """Every scenario, in the order they run and their sections appear in the report."""

@@ -73,6 +73,7 @@ class Load:
     streams: int
     duration: float
     grpc_timeout: str | None = None  # a grpc-timeout header value, e.g. "10S"
+    headers: tuple[str, ...] = ()  # more "name: value" headers, e.g. an authorization
     rps: float | None = None  # per connection: an open loop at this rate (h2load --rps)
 
     def __str__(self) -> str:
@@ -162,6 +163,7 @@ def _command(h2load: str, url: str, body: Path, load: Load, log_file: Path) -> l
     headers = list(wire.HEADERS)
     if load.grpc_timeout:
         headers.append(f"grpc-timeout: {load.grpc_timeout}")
+    headers += load.headers
     rate = [f"--rps={load.rps:.2f}"] if load.rps else []
     return [
         h2load,

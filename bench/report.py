@@ -120,6 +120,27 @@ def ratio(value: float) -> str:
     return f"{value:.2f}{TIMES}"
 
 
+RATE_COLUMNS = ["req/s", "spread", "p50 ms", "p99 ms", "CPU µs/call"]
+"""The columns of ``rate_cells`` before its two ratios."""
+
+
+def rate_cells(s: Series, base_rps: float, base_cpu: float) -> list[str]:
+    """A throughput row's cells: ``RATE_COLUMNS``, then req/s and CPU as ratios to a base.
+
+    The CPU ratio is the base's CPU per call over this one's (higher is better,
+    like the req/s ratio); a base of 0 shows "—".
+    """
+    return [
+        fmt_rps(s.rps),
+        f"±{s.spread * 50:.0f}%" if len(s.runs) > 1 else "—",
+        fmt_ms(s.p50_ms),
+        fmt_ms(s.p99_ms),
+        f"{s.cpu_us:.0f}",
+        ratio(s.rps / base_rps) if base_rps else "—",
+        ratio(base_cpu / s.cpu_us) if base_cpu and s.cpu_us else "—",
+    ]
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)

@@ -92,8 +92,7 @@ def _check_creates(t: Target, before: int) -> str:
 
 
 def _section(a: argparse.Namespace, echo: Target, order: list[Target]) -> str:
-    header = ["call", "req/s", "spread", "p50 ms", "p99 ms", "CPU µs/call"]
-    header += [f"{report.TIMES} echo", "by CPU", "budget"]
+    header = ["call", *report.RATE_COLUMNS, f"{report.TIMES} echo", "by CPU", "budget"]
     base = echo.series.rps if echo.series.runs else 0.0
     rows = [_row(t, base, echo.series.cpu_us, len(header)) for t in order]
     head = (
@@ -112,19 +111,9 @@ def _row(t: Target, base: float, base_cpu: float, width: int) -> list[str]:
         failed = f"failed: {t.error}" if t.error else "not run"
         return [t.label, *["—"] * (width - 2), failed]
     s = t.series
-    x = s.rps / base if base else 0.0
     budget = BUDGETS.get(t.label)  # the MicroPosts rows are labelled by method
-    return [
-        t.label,
-        report.fmt_rps(s.rps),
-        f"±{s.spread * 50:.0f}%" if len(s.runs) > 1 else "—",
-        report.fmt_ms(s.p50_ms),
-        report.fmt_ms(s.p99_ms),
-        f"{s.cpu_us:.0f}",
-        report.ratio(x) if base else "—",
-        report.ratio(base_cpu / s.cpu_us) if base_cpu and s.cpu_us else "—",
-        budget.verdict(x) if budget and base else "",
-    ]
+    verdict = budget.verdict(s.rps / base) if budget and base else ""
+    return [t.label, *report.rate_cells(s, base, base_cpu), verdict]
 
 
 SCENARIO = Scenario("throughput", plan, run)

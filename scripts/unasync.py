@@ -34,17 +34,22 @@ MODULE_DOCSTRING = re.compile(r'\A(?:#[^\n]*\n)*"""(?:.*?)"""\n', re.DOTALL)
 # must occur in the source: a rule that stops matching fails loudly instead
 # of leaving an asyncio-only line in the blocking client.
 PASSAGES: list[tuple[str, str]] = [
-    # grpc.aio's close takes the grace period (None: cancel calls in flight at
-    # once, which is what the blocking channel's close does, with no argument).
-    ("await self._channel.close(None)", "self._channel.close()"),
     # The class docstring's asyncio-only words.
     (
         "MicroPosts client for asyncio; an async context manager",
         "Blocking MicroPosts client; a context manager",
     ),
     (
-        "\n    Create it inside the event loop that uses it: gRPC binds the channel to that loop.",
+        "\n    It may be created anywhere (at import, in a framework's startup hook): gRPC\n"
+        "    binds a channel to an event loop, so the channel is opened by the first\n"
+        "    call, in that call's loop; a client in use on one loop refuses calls from\n"
+        "    another (create one per loop).",
         "",
+    ),
+    (
+        "``interceptors``: ``grpc.aio.UnaryUnaryClientInterceptor`` objects\n"
+        "    (``grpc.UnaryUnaryClientInterceptor`` for ``Client``) every call goes",
+        "``interceptors``: ``grpc.UnaryUnaryClientInterceptor`` objects every call goes",
     ),
 ]
 
@@ -62,6 +67,9 @@ NAMES: list[tuple[str, str]] = [
     (r"\bAsyncClient\b", "Client"),
     (r"^import asyncio$", "import time"),
     (r"\basyncio\.sleep\b", "time.sleep"),
+    # The channel: a blocking one is opened at once; an asyncio one on the first call.
+    (r"\bLoopChannel\b", "ReadyChannel"),
+    (r"\bopen_aio_channel\b", "open_channel"),
     # grpc mirrors grpc.aio's names: grpc.aio.insecure_channel, .secure_channel, .Channel...
     (r"^import grpc\.aio\n", ""),
     (r"\bgrpc\.aio\.", "grpc."),

@@ -7,7 +7,10 @@ gracefully (health NOT_SERVING, drain, close the store). Tests call it over
 a real socket with the blocking stubs ``srv.users`` and ``srv.posts``
 (``srv.channel`` for raw calls). What the app logs, the per-call lines and
 its log records, is kept in ``srv.log_lines`` as parsed JSON objects, as
-``tests/serverproc.py`` keeps a server process's stderr.
+``tests/serverproc.py`` keeps a server process's stderr. With ``secured``
+(``tests/credentials.Secured``) the app serves TLS with ``--auth jwt``, and
+the stubs call it over TLS with an administrator's token, so every call is
+allowed and any test runs unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
 from microposts_server.app import App, build_app
 from microposts_server.config import Settings
 from microposts_server.logs import JsonFormatter
+from tests.credentials import Secured
 from tests.grpcservers import LoopThread
 
 
@@ -84,17 +88,28 @@ async def _thread_id() -> int:
     return threading.get_ident()
 
 
-async def _start(store: str, log_lines: list[dict[str, Any]], settings: dict[str, Any]) -> App:
+async def _start(
+    store: str, log_lines: list[dict[str, Any]], secured: Secured | None, settings: dict[str, Any]
+) -> App:
+    security = secured.settings() if secured is not None else {}
     app = await build_app(
-        Settings(address="127.0.0.1:0", store=store, **settings),
+        Settings(address="127.0.0.1:0", store=store, **security, **settings),
         call_log_stream=_CallLines(log_lines),
     )
     await app.start()
     return app
 
 
+def _channel(address: str, secured: Secured | None) -> grpc.Channel:
+    if secured is None:
+        return grpc.insecure_channel(address)
+    # An hour: longer than any test module takes.
+    token = secured.issuer.token("api_admin", scope="microposts.admin", lifetime=3600)
+    return grpc.secure_channel(address, secured.channel_credentials(token))
+
+
 @contextmanager
-def serve_app(store: str, **settings: Any) -> Iterator[AppServer]:
+def serve_app(store: str, secured: Secured | None = None, **settings: Any) -> Iterator[AppServer]:
     """``build_app(Settings(address="127.0.0.1:0", store=store, **settings))`` on a loop thread."""
     loop = LoopThread()
     log_lines: list[dict[str, Any]] = []
@@ -102,9 +117,9 @@ def serve_app(store: str, **settings: Any) -> Iterator[AppServer]:
     logger = logging.getLogger("microposts")
     logger.addHandler(records)
     try:
-        app = loop.run(_start(store, log_lines, settings))
+        app = loop.run(_start(store, log_lines, secured, settings))
         try:
-            with grpc.insecure_channel(app.address) as channel:
+            with _channel(app.address, secured) as channel:
                 yield AppServer(
                     app.address,
                     channel,

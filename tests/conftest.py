@@ -20,6 +20,7 @@ import pytest
 from microposts.v1 import micropost_service_pb2_grpc, user_service_pb2_grpc
 from tests import pg
 from tests.appserver import AppServer, serve_app
+from tests.credentials import Secured
 from tests.grpcservers import Downstream, LoopThread, Scripted
 from tests.serverproc import ServerProcess
 from tests.unit.fakes import FakeClock, FakeStore
@@ -93,6 +94,23 @@ def shared_server(shared_store_url: str) -> Iterator[AppServer]:
     """The real app in this process, one per test module and store, for tests that share."""
     with serve_app(shared_store_url) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module", params=[*STORES, "sqlite, TLS + JWT"])
+def shared_server_also_secured(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppServer]:
+    """``shared_server`` on every store, then once more on SQLite serving TLS with --auth jwt.
+
+    A module that must also pass with security on overrides ``shared_server``
+    with this (tests/integration/test_api.py does); its stubs call with an
+    administrator's token over TLS.
+    """
+    folder = tmp_path_factory.mktemp("served")
+    kind, _, secured = str(request.param).partition(", ")
+    for url in make_store_url(kind, folder):
+        with serve_app(url, Secured.create(folder) if secured else None) as srv:
+            yield srv
 
 
 @pytest.fixture(scope="module")

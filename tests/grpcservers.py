@@ -17,7 +17,7 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from microposts.v1 import resources_pb2, user_service_pb2
-from microposts_client import method_table
+from microposts_client import AsyncClient, DeadlineInterceptor, ServiceError, method_table
 
 _T = TypeVar("_T")
 
@@ -152,7 +152,7 @@ def rich_status(
 
 
 class Forwarder:
-    """A grpc.aio server that forwards every unary call, as bytes, to ``upstream``.
+    """A grpc.aio server that forwards every call, as bytes, to ``upstream``.
 
     ``lose_replies[method]``: how many of that method's replies to drop after
     the upstream answered, failing the call with UNAVAILABLE instead (the
@@ -203,10 +203,6 @@ class _ForwardAll(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         path = handler_call_details.method
-        if path.startswith("/grpc.health.v1."):
-            # Unary calls only: the client's health watch is a stream. Without it
-            # (UNIMPLEMENTED) the client takes the upstream to be SERVING.
-            return None
 
         async def behavior(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             return await self.owner.forward(path, request, context)
@@ -269,3 +265,43 @@ class Scripted:
 
     def stop(self) -> None:
         self.loop.run(self.server.stop(0))
+
+
+class AioRelay:
+    """A grpc.aio server whose GetUser asks ``downstream`` through AsyncClient.
+
+    The server runs ``interceptor`` (a ``DeadlineInterceptor``, as a service
+    in front of MicroPosts would); ``client_options`` go to the AsyncClient
+    (no ``token``: whatever the interceptor forwards, if anything).
+    """
+
+    def __init__(
+        self,
+        loop: LoopThread,
+        downstream: str,
+        interceptor: DeadlineInterceptor | None = None,
+        **client_options: Any,
+    ) -> None:
+        self.loop = loop
+        interceptors = () if interceptor is None else (interceptor,)
+
+        async def setup() -> tuple[grpc.aio.Server, str, AsyncClient]:
+            client = AsyncClient(downstream, **client_options)
+            server, address = await start_aio_server(
+                {"GetUser": self._get_user}, interceptors=interceptors
+            )
+            return server, address, client
+
+        self.server, self.address, self.client = loop.run(setup())
+
+    async def _get_user(
+        self, request: user_service_pb2.GetUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> resources_pb2.User:
+        try:
+            return await self.client.get_user(name=request.name)
+        except ServiceError as exc:
+            await context.abort(exc.code, exc.message)
+
+    def stop(self) -> None:
+        self.loop.run(self.server.stop(0))
+        self.loop.run(self.client.close())

@@ -20,6 +20,7 @@ from ._config import (
     Timeouts,
     UseClientDefault,
 )
+from ._credentials import REFRESH_BEFORE, TokenSource, tls_credentials
 from ._deadlines import deadline, time_remaining
 from ._exceptions import (
     Aborted,
@@ -42,9 +43,11 @@ from ._exceptions import (
 )
 from ._interceptors import NO_DEADLINE_ABOVE, DeadlineInterceptor, SyncDeadlineInterceptor
 from ._methods import IdempotencyLevel, MethodInfo, method_table
+from ._pages import Page
 from ._retry import DEFAULT_RETRY, Retry
 from ._sync_client import Client
 from ._throttle import DEFAULT_THROTTLE, RetryBudget, Throttle
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
@@ -52,6 +55,7 @@ __all__ = [
     "DEFAULT_THROTTLE",
     "DEFAULT_WRITE_TIMEOUT",
     "NO_DEADLINE_ABOVE",
+    "REFRESH_BEFORE",
     "USE_CLIENT_DEFAULT",
     "Aborted",
     "AlreadyExists",
@@ -69,6 +73,7 @@ __all__ = [
     "NotFound",
     "OutOfRange",
     "OverloadStats",
+    "Page",
     "PermissionDenied",
     "ResourceExhausted",
     "Retry",
@@ -78,12 +83,15 @@ __all__ = [
     "Throttle",
     "Timeout",
     "Timeouts",
+    "TokenSource",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
     "Unknown",
     "UseClientDefault",
+    "__version__",
     "deadline",
     "method_table",
     "time_remaining",
+    "tls_credentials",
 ]

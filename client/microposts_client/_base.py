@@ -1,10 +1,11 @@
 """What both clients share: configuration, deadlines, request building.
 
-:class:`_BaseClient` owns everything that is not I/O: configuration, the
-default timeout per method, request building (including the ``request_id``
-a create always carries), and the lookup behind the generic ``call``. The
-clients add the channel, the attempt loop and the page loop: ``AsyncClient``
-in ``_async_client.py``, written by hand, and ``Client`` in
+:class:`_BaseClient` owns everything that is not I/O: configuration (from
+the arguments, then the environment), the default timeout per method, the
+metadata of a call, request building (including the ``request_id`` a create
+always carries), and the lookup behind the generic ``call``. The clients add
+the channel (``_channels.py``), the attempt loop and the page loop:
+``AsyncClient`` in ``_async_client.py``, written by hand, and ``Client`` in
 ``_sync_client.py``, generated from it by ``scripts/unasync.py``.
 """
 
@@ -26,12 +27,15 @@ from ._config import (
     Timeout,
     Timeouts,
     UseClientDefault,
-    build_target,
     channel_options,
 )
+from ._credentials import TokenSource, channel_credentials, forwarded_credentials, forwarded_token
 from ._deadlines import current_end
+from ._environment import target_or_environment, timeouts_or_environment
 from ._methods import MethodInfo, method_table
+from ._pages import Page
 from ._retry import DEFAULT_RETRY, CallPolicy, Retry
+from ._targets import build_target
 from ._throttle import DEFAULT_THROTTLE, Throttle
 
 _monotonic = time.monotonic
@@ -40,6 +44,10 @@ User = resources_pb2.User
 Micropost = resources_pb2.Micropost
 
 _T = TypeVar("_T")
+
+Metadata = Sequence[tuple[str, str | bytes]]
+"""gRPC metadata: (key, value) pairs; keys in lower case, ``-bin`` keys with bytes values."""
+_Pairs = tuple[tuple[str, str | bytes], ...]
 
 
 class _Call(NamedTuple, Generic[_T]):
@@ -67,6 +75,16 @@ class OverloadStats(NamedTuple):
     """Tokens left in the retry budget (None: no budget)."""
 
 
+def _pairs(metadata: Metadata) -> _Pairs:
+    """``metadata`` as a tuple, refusing one bare pair (a common slip) with a clear error."""
+    pairs = tuple(metadata)
+    if pairs and isinstance(pairs[0], str | bytes):
+        raise TypeError(
+            "metadata is a sequence of (key, value) pairs, e.g. [('x-request-id', 'abc')]"
+        )
+    return pairs
+
+
 class _BaseClient:
     """Configuration and request building shared by :class:`Client` and :class:`AsyncClient`.
 
@@ -76,29 +94,34 @@ class _BaseClient:
 
     def __init__(
         self,
-        target: str | Sequence[str],
+        target: str | Sequence[str] | None = None,
         *,
         timeout: float | Timeouts | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: Retry | None = DEFAULT_RETRY,
         throttle: Throttle | None = DEFAULT_THROTTLE,
         wait_for_ready: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
-        metadata: Sequence[tuple[str, str]] = (),
+        token: TokenSource | None = None,
+        metadata: Metadata = (),
         options: Sequence[tuple[str, Any]] = (),
+        interceptors: Sequence[Any] = (),
     ) -> None:
-        self._target = build_target(target)
-        self._timeouts = Timeouts.of(timeout)
+        self._target = build_target(target_or_environment(target))
+        self._timeouts = timeouts_or_environment(timeout)
         self._retry = retry
         self._policy = CallPolicy(self._target, retry, throttle)
         self._wait_for_ready = wait_for_ready or None
-        self._credentials = credentials
-        self._metadata = tuple(metadata) or None
+        # None: a plaintext channel to another machine, which carries no tokens.
+        self._credentials = channel_credentials(self._target, credentials, token)
+        self._forwards = self._credentials is not None and token is None
+        self._metadata = self._checked(_pairs(metadata)) or None
         self._options = channel_options(options)
+        self._interceptors = tuple(interceptors)
         self._methods = method_table()
         self._open()
 
     def _open(self) -> None:
-        """Open ``self._channel`` and build ``self._stubs`` (each client's own I/O)."""
+        """Set up ``self._channel`` (each client's own I/O)."""
         raise NotImplementedError
 
     @property
@@ -139,6 +162,36 @@ class _BaseClient:
         if ambient is not None and ambient < end:
             return ambient
         return end
+
+    def _forwarded(self) -> grpc.CallCredentials | None:
+        """The bearer token a forwarding interceptor published, if this client sends it on.
+
+        Only a client without a token of its own forwards, and only over a
+        channel that carries tokens (TLS or loopback).
+        """
+        if not self._forwards:
+            return None
+        token = forwarded_token()
+        return None if token is None else forwarded_credentials(token)
+
+    def _checked(self, pairs: _Pairs) -> _Pairs:
+        """``pairs``, unless they hold credentials that would go elsewhere in plaintext."""
+        if self._credentials is None and any(k.lower() == "authorization" for k, _ in pairs):
+            raise ValueError(
+                f"credentials in metadata would go to {self._target!r} in plaintext: "
+                "pass credentials=tls_credentials(...), and the token as token="
+            )
+        return pairs
+
+    def _call_metadata(self, metadata: Metadata | None) -> _Pairs | None:
+        """What a call sends: the client's metadata, less the keys the call gives its own values."""
+        if not metadata:
+            return self._metadata
+        pairs = self._checked(_pairs(metadata))
+        if self._metadata is None:
+            return pairs
+        replaced = {key.lower() for key, _ in pairs}
+        return tuple(p for p in self._metadata if p[0].lower() not in replaced) + pairs
 
     def _lookup(self, method: str, request: Message) -> _Call[Message]:
         """The generic ``call``'s description of ``method``, with its request checked."""
@@ -210,6 +263,14 @@ class _BaseClient:
     def _delete_micropost(self, name: str, etag: str | None) -> _Call[empty_pb2.Empty]:
         request = micropost_service_pb2.DeleteMicropostRequest(name=name, etag=etag or "")
         return _Call(self._methods["DeleteMicropost"], request)
+
+    @staticmethod
+    def _users_page(response: user_service_pb2.ListUsersResponse) -> Page[User]:
+        return Page(tuple(response.users), response.next_page_token)
+
+    @staticmethod
+    def _microposts_page(response: micropost_service_pb2.ListMicropostsResponse) -> Page[Micropost]:
+        return Page(tuple(response.microposts), response.next_page_token)
 
     def _callables(self, channel: Any) -> dict[str, Any]:
         """One callable per RPC of the contract, as the generated stubs would build them."""

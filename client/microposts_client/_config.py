@@ -11,11 +11,12 @@ Defaults are module constants so they are documented in one place:
 from __future__ import annotations
 
 import enum
-import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT",
@@ -80,17 +81,8 @@ Timeout = float | None | UseClientDefault
 """What a method's ``timeout=`` accepts."""
 
 
-_USER_AGENT: Final = "microposts-client/0.1"
-_BALANCED: Final = json.dumps(
-    {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        # Watch each replica's grpc.health.v1 status and send calls only to
-        # SERVING ones: a replica that drains for shutdown, or lost its store,
-        # gets no new calls (a server without the health service counts as
-        # healthy).
-        "healthCheckConfig": {"serviceName": ""},
-    }
-)
+_USER_AGENT: Final = f"microposts-client/{__version__}"
+_BALANCED: Final = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 DEFAULT_CHANNEL_OPTIONS: Final[tuple[tuple[str, Any], ...]] = (
     # Spread calls over every address the target resolves to (replicas behind
@@ -116,36 +108,3 @@ def channel_options(extra: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
     merged = dict(DEFAULT_CHANNEL_OPTIONS)
     merged.update(extra)
     return list(merged.items())
-
-
-def build_target(target: str | Sequence[str]) -> str:
-    """A gRPC target string from ``"host:port"``, a URI, or a list of ``"ip:port"``.
-
-    A list becomes one ``ipv4:``/``ipv6:`` target, so ``round_robin`` balances
-    across the addresses; gRPC has no static resolver for a list of host
-    names, so those must be IP addresses (or use one ``dns:///`` name).
-    """
-    if isinstance(target, str):
-        if not target:
-            raise ValueError("target must not be empty")
-        return target
-    addresses = list(target)
-    if not addresses:
-        raise ValueError("target list must not be empty")
-    families = set()
-    for address in addresses:
-        host, sep, port = address.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"{address!r}: expected 'ip:port' in a target list")
-        try:
-            ip = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            raise ValueError(
-                f"{address!r}: a target list needs IP addresses; for host names use "
-                "one 'dns:///name:port' target that resolves to every replica"
-            ) from None
-        families.add(ip.version)
-    if len(families) > 1:
-        raise ValueError("a target list must be all IPv4 or all IPv6")
-    scheme = "ipv4" if families == {4} else "ipv6"
-    return f"{scheme}:{','.join(addresses)}"

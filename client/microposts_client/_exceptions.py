@@ -28,14 +28,21 @@ Every failed call raises one class per gRPC status code, all under
 (``BadRequest``, ``ResourceInfo``, ``ErrorInfo``, ``RetryInfo``...), decoded;
 a detail of a type this package does not know stays a
 ``google.protobuf.Any``.
+
+An error crosses a hop with :meth:`ServiceError.abort`: a handler of the
+caller's own gRPC server answers its caller with the same status code,
+message and details (the propagation interceptors do it for errors that
+escape a handler).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Sequence
+from typing import Any, NoReturn, TypeVar, overload
 
 import grpc
+import grpc.aio
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
@@ -77,6 +84,9 @@ class ServiceError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
     """The status code this class stands for."""
+
+    hint: str = ""
+    """What to do about it, where the class knows: shown after the server's message."""
 
     def __init__(
         self,
@@ -124,9 +134,50 @@ class ServiceError(Exception):
             return float(info.retry_delay.ToTimedelta().total_seconds())
         return self.retry_pushback
 
+    @overload
+    def abort(self, context: grpc.ServicerContext) -> NoReturn: ...
+    @overload
+    def abort(
+        self, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Coroutine[Any, Any, NoReturn]: ...
+    def abort(self, context: Any) -> Any:
+        """End the handler's call with this error: its code, message and ``google.rpc`` details.
+
+        For a handler of your own server that got this error from MicroPosts
+        and has nothing better to tell its caller: ``await err.abort(context)``
+        in a ``grpc.aio`` handler, ``err.abort(context)`` in a ``grpc.server``
+        one (it raises, as ``context.abort`` does). The caller sees what a
+        direct call would have shown: ``NotFound`` with its ``ResourceInfo``,
+        ``InvalidArgument`` with the field violations, the server's retry
+        delay. A code, message and details that fit your own API are often
+        better; this is the one-line default.
+        """
+        trailers: tuple[tuple[str, str | bytes], ...] = (
+            (_DETAILS_KEY, self._status().SerializeToString()),
+        )
+        if self.retry_pushback is not None:
+            trailers += ((_PUSHBACK_KEY, str(round(self.retry_pushback * 1000))),)
+        if isinstance(context, grpc.ServicerContext):
+            context.set_trailing_metadata(trailers)
+            context.abort(self.code, self.message)
+        # grpc.aio: the coroutine that aborts, for the handler to await.
+        return context.abort(self.code, self.message, trailers)
+
+    def _status(self) -> status_pb2.Status:
+        """This error as a ``google.rpc.Status``: code, message and details, packed."""
+        status = status_pb2.Status(code=self.code.value[0], message=self.message)
+        for detail in self.details:
+            if isinstance(detail, any_pb2.Any):  # a type we could not decode: as it came
+                status.details.append(detail)
+            else:
+                status.details.add().Pack(detail)
+        return status
+
     def __str__(self) -> str:
-        context = f" ({self.context})" if self.context else ""
-        return f"{self.code.name}: {self.message}{context}"
+        extra = "; ".join(part for part in (self.hint, self.context) if part)
+        if extra:
+            return f"{self.code.name}: {self.message} ({extra})"
+        return f"{self.code.name}: {self.message}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
@@ -193,9 +244,30 @@ class AlreadyExists(_ResourceMixin):
 
 
 class PermissionDenied(ServiceError):
-    """The caller may not do this."""
+    """The caller may not do this; ``permission`` and ``resource_name`` say what was refused.
+
+    MicroPosts lets a token's ``sub`` create only ``users/{sub}`` and posts
+    under it, and change or delete only its own posts; a token whose
+    ``scope`` has ``microposts.admin`` may do all of it.
+    """
 
     code = grpc.StatusCode.PERMISSION_DENIED
+    hint = (
+        "the token's subject may write only as itself (users/{sub} and its posts); "
+        "call with that user's token, or one with scope microposts.admin"
+    )
+
+    @property
+    def permission(self) -> str | None:
+        """The permission refused (``microposts.microposts.update``), if the server said."""
+        info = self.detail(error_details_pb2.ErrorInfo)
+        return info.metadata.get("permission") if info is not None else None
+
+    @property
+    def resource_name(self) -> str | None:
+        """The resource it was refused on (``users/bob/microposts/…``), if the server said."""
+        info = self.detail(error_details_pb2.ErrorInfo)
+        return info.metadata.get("resource") if info is not None else None
 
 
 class ResourceExhausted(ServiceError):
@@ -247,9 +319,14 @@ class DataLoss(ServiceError):
 
 
 class Unauthenticated(ServiceError):
-    """The call lacks valid credentials."""
+    """The call lacks valid credentials; ``reason`` says which problem (``TOKEN_EXPIRED``...)."""
 
     code = grpc.StatusCode.UNAUTHENTICATED
+    hint = (
+        "give the client a valid token: Client(target, token=...) with a string, or a "
+        "callable that returns a fresh one; tokens are sent only over TLS "
+        "(credentials=tls_credentials(...)) or to a loopback address"
+    )
 
 
 _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {

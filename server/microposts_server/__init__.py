@@ -12,4 +12,5 @@ Layers (each one place, Cosmic Python style):
 - ``app``: assembly (``build_app``) and the run loop; ``__main__``: the CLI.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+"""The ``microposts-server`` distribution's version: its one source (pyproject.toml reads it)."""

@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return supervise(settings, sys.argv[1:] if argv is None else argv)
         return _run(settings)
+    except config.ConfigError as exc:  # a file that changed into a bad one since parse()
+        print(f"microposts-server: error: {exc}", file=sys.stderr)
+        return 2
     except (domain.Unavailable, OSError) as exc:
         logging.getLogger("microposts.server").error(str(exc))
         print(f"microposts-server: error: {exc}", file=sys.stderr)

@@ -1,21 +1,24 @@
 """Assembly: the whole server is built in ``build_app``, and run by ``serve``.
 
-Nothing happens at import time. ``build_app`` opens the store, wires the use
-cases, servicers, per-call pipeline, admission (``overload.py``), health and
-reflection into a grpc.aio server and binds it; ``serve`` runs it until
-SIGTERM/SIGINT and then drains it (``App.stop``): health goes NOT_SERVING,
-calls that arrive or wait in the queue are answered UNAVAILABLE (a client
-retries them on another replica) while the listener stays open, calls
-already running get ``--grace`` seconds to finish, then the listener closes,
-the store closes and the process exits 0.
+Nothing happens at import time. ``build_app`` opens the store, loads the
+TLS files and JWT keys (off the event loop), wires the use cases, servicers,
+per-call pipeline, admission (``overload.py``), health and reflection into a
+grpc.aio server and binds it (TLS when ``--tls-cert`` is set); ``serve`` runs
+it until SIGTERM/SIGINT and then drains it (``App.stop``): health goes
+NOT_SERVING, calls that arrive or wait in the queue are answered UNAVAILABLE
+(a client retries them on another replica) while the listener stays open,
+calls already running get ``--grace`` seconds to finish, then the listener
+closes, the store closes and the process exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -29,7 +32,9 @@ from grpc_reflection.v1alpha import reflection
 
 from microposts_client import method_table
 
-from .config import Settings
+from . import tls
+from .auth import KEY_CHECK_INTERVAL, JwtAuthenticator, build_authenticator
+from .config import ConfigError, Settings
 from .health import Health
 from .logs import CallLog
 from .metrics import Metrics, serve_metrics
@@ -71,6 +76,7 @@ class App:
     admission: Admission
     gated: bool  # whether admission sees the calls (grpc.aio internals found)
     fd_limit: int = 0
+    authenticator: JwtAuthenticator | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _metrics_server: asyncio.Server | None = None
 
@@ -79,6 +85,8 @@ class App:
         await self.health.start()
         self._tasks.append(asyncio.create_task(self._purge_requests()))
         self._tasks.append(asyncio.create_task(self._watch_fds()))
+        if self.authenticator is not None:
+            self._tasks.append(asyncio.create_task(self._watch_keys(self.authenticator)))
         fields: dict[str, object] = {
             "address": self.address,
             "store": redact_url(self.settings.store),
@@ -91,6 +99,15 @@ class App:
         if not self.gated:
             log.warning("overload control off: this grpcio lacks the internals it needs")
         log.info("serving", extra={"fields": fields})
+
+    async def _watch_keys(self, authenticator: JwtAuthenticator) -> None:
+        """Re-reads --jwt-keys when it changes (the look itself runs off the event loop)."""
+        while True:
+            await asyncio.sleep(KEY_CHECK_INTERVAL)
+            try:
+                await authenticator.reload_if_changed()
+            except Exception:
+                log.exception("checking --jwt-keys failed")
 
     async def _purge_requests(self) -> None:
         while True:
@@ -140,6 +157,65 @@ class App:
         )
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS (and mTLS with --tls-client-ca) credentials that follow the files; None: plaintext.
+
+    gRPC asks ``fetch`` on every new connection, in one of its own threads:
+    it costs a ``stat`` of each file, and reads them only when they changed
+    (``tls.watch``). Connections already open keep what they negotiated.
+    """
+    if not settings.tls_cert:
+        return None
+    files = tls.TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    try:
+        material = tls.watch(files)
+    except tls.TlsFileError as exc:
+        raise ConfigError(str(exc)) from None
+
+    def configuration(m: tls.TlsMaterial) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(m.key, m.chain)], m.client_ca)
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        new = material.check()
+        return None if new is None else configuration(new)
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(material.current),
+        fetch,  # type: ignore[arg-type]  # grpc-stubs: None means "no change", as gRPC documents
+        require_client_authentication=bool(settings.tls_client_ca),
+    )
+
+
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+    """Binds the address (TLS or plaintext); OSError naming --address if it cannot."""
+    credentials = server_credentials(settings)
+    try:
+        if credentials is None:
+            return server.add_insecure_port(settings.address)
+        return server.add_secure_port(settings.address, credentials)
+    except RuntimeError as exc:
+        reason = "address in use" if _in_use(settings.address) else str(exc)
+        raise OSError(f"--address: cannot listen on {settings.address}: {reason}") from None
+
+
+def _in_use(address: str) -> bool:
+    """Whether something else holds ``address`` (gRPC's bind error does not say why)."""
+    host, _, port = address.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
 async def build_app(
     settings: Settings, *, store: Store | None = None, call_log_stream: TextIO | None = None
 ) -> App:
@@ -166,26 +242,59 @@ async def build_app(
     app_health = Health(health_servicer, services(), store, settings.health_interval)
     policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_deadline=settings.min_deadline)
     call_log = CallLog(settings.log_level, call_log_stream)
-    add_services(
-        server,
-        Servicers(service).handlers(),
-        policy,
-        metrics,
-        call_log,
-        store_failed=app_health.write_failed,
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*services(), health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
     try:
-        port = server.add_insecure_port(settings.address)
-    except RuntimeError as exc:
+        authenticator = await _authenticator(settings)
+        handlers = Servicers(service).handlers()
+        client_certificates = bool(settings.tls_client_ca)
+        add_services(
+            server,
+            handlers,
+            policy,
+            metrics,
+            call_log,
+            authenticator,
+            client_certificates,
+            store_failed=app_health.write_failed,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        if settings.reflection == "on":
+            reflection.enable_server_reflection(
+                (*services(), health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
+        port = _bind(server, settings)
+    except BaseException:
         await store.close()
-        raise OSError(f"--address: cannot listen on {settings.address}: {exc}") from None
+        raise
     host = settings.address.rpartition(":")[0]
     address = f"{host}:{port}"
-    return App(settings, server, store, app_health, metrics, address, admission, gated, fd_limit)
+    return App(
+        settings,
+        server,
+        store,
+        app_health,
+        metrics,
+        address,
+        admission,
+        gated,
+        fd_limit,
+        authenticator,
+    )
+
+
+async def _authenticator(settings: Settings) -> JwtAuthenticator | None:
+    """The --auth jwt authenticator, its key file read off the event loop; None: auth off."""
+    if settings.auth != "jwt":
+        return None
+    try:
+        return await asyncio.to_thread(
+            build_authenticator,
+            settings.jwt_keys,
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            settings.jwt_clock_skew,
+        )
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"--jwt-keys: {settings.jwt_keys}: {exc}") from None
 
 
 async def serve(settings: Settings) -> int:

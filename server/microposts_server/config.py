@@ -3,18 +3,25 @@
 The flag wins over the variable, the variable over the default. A bad value
 stops the server with one line naming the flag (or variable) it came from.
 ``SETTINGS`` is the single table; the README's settings table matches it.
+
+Settings that only make sense together are checked together (``--tls-key``
+with ``--tls-cert``, the ``--jwt-*`` settings with ``--auth jwt``), the TLS
+and key files are loaded and checked, and **protected mode** holds: a server
+listening on anything but loopback needs TLS and authentication (``--auth
+jwt``, or client certificates), unless ``--insecure`` says to serve anyway.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from . import deadlines, idempotency
+from . import auth, deadlines, idempotency, tls
 from .store import StoreURLError
 from .store import check_url as check_store_url
 
@@ -42,12 +49,29 @@ class Settings:
     health_interval: float = 2.0
     event_loop: str = "auto"
     metrics_address: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    auth: str = "none"
+    jwt_keys: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_clock_skew: float = 30.0
+    reflection: str = "on"
+    insecure: bool = False
     max_concurrent_streams: int = 8
     max_concurrency: int = 200
     max_queue_wait: float = 0.5
     max_receive_size: int = 64 * 1024
     idle_timeout: float = 300.0
     max_connection_age: float = 1800.0
+    # Not a setting: true only in the --workers supervisor's own children,
+    # the one case where processes may share a port (SO_REUSEPORT).
+    reuse_port: bool = False
+
+
+WORKER_ENV = "_MICROPOSTS_WORKER"
+"""Set to 1 by the ``--workers`` supervisor for its children: they may share its port."""
 
 
 def _seconds(text: str) -> float:
@@ -106,6 +130,22 @@ def _optional_address(text: str) -> str:
     return _address(text) if text else ""
 
 
+def _file(text: str) -> str:
+    """A readable file, or empty for "not given"."""
+    if text and not (os.path.isfile(text) and os.access(text, os.R_OK)):
+        raise ValueError
+    return text
+
+
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError
+
+
 def _store(text: str) -> str:
     try:
         return check_store_url(text)
@@ -130,6 +170,7 @@ class Option:
     parse: Callable[[str], Any]
     expect: str
     help: str
+    switch: bool = False  # a bare flag (no value); its variable takes 1 or 0
 
     @property
     def flag(self) -> str:
@@ -200,6 +241,57 @@ SETTINGS: tuple[Option, ...] = (
         "serve Prometheus metrics over HTTP at /metrics",
     ),
     Option(
+        "tls_cert",
+        _file,
+        "a PEM file, or empty for off",
+        "serve TLS with this certificate chain (with --tls-key); re-read when it changes",
+    ),
+    Option(
+        "tls_key",
+        _file,
+        "a PEM file, or empty for off",
+        "the private key of --tls-cert (unencrypted)",
+    ),
+    Option(
+        "tls_client_ca",
+        _file,
+        "a PEM file, or empty for off",
+        "mTLS: require client certificates signed by these CAs",
+    ),
+    Option(
+        "auth",
+        _choice("none", "jwt"),
+        "none or jwt",
+        "jwt: every MicroPosts call needs 'authorization: Bearer <JWT>' (health, reflection don't)",
+    ),
+    Option(
+        "jwt_keys",
+        _file,
+        "a JWKS or PEM file",
+        "public keys that sign the tokens (--auth jwt); re-read when it changes",
+    ),
+    Option("jwt_issuer", str, "a string", "the 'iss' tokens must have (--auth jwt)"),
+    Option("jwt_audience", str, "a string", "the 'aud' tokens must include (--auth jwt)"),
+    Option(
+        "jwt_clock_skew",
+        _seconds,
+        "seconds >= 0",
+        "how far 'exp', 'nbf' and 'iat' may be off the server's clock",
+    ),
+    Option(
+        "reflection",
+        _choice("on", "off"),
+        "on or off",
+        "server reflection (grpcurl list/describe without proto files)",
+    ),
+    Option(
+        "insecure",
+        _switch,
+        "a bare switch; the variable takes 1 or 0",
+        "serve on a non-loopback address without TLS or authentication anyway",
+        switch=True,
+    ),
+    Option(
         "max_concurrent_streams",
         _count,
         "an integer >= 1",
@@ -252,7 +344,7 @@ def default_text(option: Option) -> str:
         return f"{value / 3600:g}"
     if option.dest == "max_receive_size":
         return f"{value // 1024}K"
-    if value == "":
+    if value == "" or value is False:
         return "(off)"
     return str(value)
 
@@ -270,15 +362,19 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         description="The MicroPosts gRPC server. Every flag also reads MICROPOSTS_<NAME>.",
     )
     for option in SETTINGS:
-        parser.add_argument(
-            option.flag,
-            dest=option.dest,
-            metavar=option.dest.upper(),
-            help=f"{option.help} ({option.expect}; env {option.env}; "
-            f"default {default_text(option)})",
-        )
+        help_text = f"{option.help} ({option.expect}; env {option.env}; "
+        help_text += f"default {default_text(option)})"
+        if option.switch:
+            parser.add_argument(
+                option.flag, dest=option.dest, action="store_const", const="1", help=help_text
+            )
+        else:
+            parser.add_argument(
+                option.flag, dest=option.dest, metavar=option.dest.upper(), help=help_text
+            )
     args = parser.parse_args(argv)
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for option in SETTINGS:
         text = getattr(args, option.dest)
         source = option.flag
@@ -290,7 +386,87 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
             values[option.dest] = option.parse(text)
         except ValueError:
             raise ConfigError(f"{source}: expected {option.expect}, got {text!r}") from None
-    return Settings(**values)
+        sources[option.dest] = source
+    values["reuse_port"] = env.get(WORKER_ENV) == "1"
+    settings = Settings(**values)
+    _check_together(settings, sources)
+    _check_files(settings)
+    _check_protected(settings)
+    return settings
+
+
+def _name(dest: str, sources: Mapping[str, str]) -> str:
+    """How the user gave ``dest`` (flag or variable); the flag if they did not."""
+    return sources.get(dest, "--" + dest.replace("_", "-"))
+
+
+def _check_together(settings: Settings, sources: Mapping[str, str]) -> None:
+    """Settings that need one another."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        given, missing = (
+            ("tls_cert", "--tls-key") if settings.tls_cert else ("tls_key", "--tls-cert")
+        )
+        raise ConfigError(f"{_name(given, sources)}: needs {missing} too")
+    if settings.tls_client_ca and not settings.tls_cert:
+        raise ConfigError(
+            f"{_name('tls_client_ca', sources)}: client certificates need TLS: "
+            "set --tls-cert and --tls-key too"
+        )
+    jwt_settings = ("jwt_keys", "jwt_issuer", "jwt_audience")
+    if settings.auth == "jwt":
+        for dest in jwt_settings:
+            if not getattr(settings, dest):
+                raise ConfigError(f"{_name(dest, sources)}: required with --auth jwt")
+    else:
+        for dest in jwt_settings:
+            if getattr(settings, dest):
+                raise ConfigError(
+                    f"{_name(dest, sources)}: only used with --auth jwt, and --auth is "
+                    f"{settings.auth!r}: set --auth jwt, or leave it out"
+                )
+
+
+def _check_files(settings: Settings) -> None:
+    """Loads the TLS and key files once, so a bad one stops the start with a reason."""
+    if settings.tls_cert:
+        files = tls.TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        try:
+            tls.load_material(files)
+        except tls.TlsFileError as exc:
+            raise ConfigError(str(exc)) from None
+    if settings.auth == "jwt":
+        try:
+            auth.load_keys(settings.jwt_keys)
+        except (auth.KeyFileError, OSError) as exc:
+            raise ConfigError(f"--jwt-keys: {settings.jwt_keys}: {exc}") from None
+
+
+def is_loopback(address: str) -> bool:
+    """Whether HOST:PORT only listens on this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve to anything
+
+
+def _check_protected(settings: Settings) -> None:
+    """Protected mode: off loopback, no plaintext and no anonymous callers unless --insecure."""
+    if settings.insecure or is_loopback(settings.address):
+        return
+    missing = []
+    if not settings.tls_cert:
+        missing.append("TLS (--tls-cert and --tls-key)")
+    if settings.auth == "none" and not settings.tls_client_ca:
+        missing.append("authentication (--auth jwt, or client certificates: --tls-client-ca)")
+    if missing:
+        raise ConfigError(
+            f"--address: {settings.address} is not a loopback address, and the server would "
+            f"run without {' and without '.join(missing)}; set them, or pass --insecure "
+            "(MICROPOSTS_INSECURE=1) to serve like this anyway"
+        )
 
 
 def parse_or_exit(argv: Sequence[str] | None = None) -> Settings:

@@ -94,19 +94,50 @@ class Aborted(DomainError):
 
 
 class Unavailable(DomainError):
-    """The store cannot be reached right now; the call may be retried."""
+    """The store cannot be reached right now; the call may be retried.
+
+    ``message`` is for the log and may quote the driver; ``reason`` is the
+    plain one that callers see (the driver's text and errno stay in the log).
+    """
+
+    def __init__(self, message: str, reason: str = "the store is unavailable") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Unauthenticated(DomainError):
+    """The caller's credentials are missing or invalid; ``reason`` is a machine-readable code."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PermissionDenied(DomainError):
+    """The caller may not do this to ``resource_name`` (AIP-211's message form)."""
+
+    def __init__(self, permission: str, resource_name: str) -> None:
+        self.permission = permission
+        self.resource_name = resource_name
+        super().__init__(
+            f"Permission '{permission}' denied on resource '{resource_name}' "
+            "(or it might not exist)"
+        )
 
 
 class StoreFailed(DomainError):
     """The store fails in a way that lasts (disk full, I/O error, read-only): retrying is futile.
 
-    ``full`` tells a full disk apart from a broken one. Until an operator
+    ``full`` tells a full disk apart from a broken one; until an operator
     frees space or fixes the disk, every write fails the same way.
+    ``message`` is for the log and may quote the driver; ``reason`` is the
+    plain one callers see.
     """
 
     def __init__(self, message: str, *, full: bool) -> None:
-        self.full = full
         super().__init__(message)
+        self.full = full
+        self.reason = "the store's disk is full" if full else "the store cannot write"
 
 
 class DeadlineExceeded(DomainError):
@@ -162,6 +193,25 @@ class Micropost(NamedTuple):
         computed on every read, so it must be cheap (a hash cost ~1 us a post).
         """
         return f'"{self.update_time:x}"'
+
+
+class Principal(NamedTuple):
+    """Who is calling, as the use cases see it: a username, and whether an administrator.
+
+    Built by the server's authentication step (from a token's ``sub`` and
+    ``scope``); use cases ask ``permissions`` whether it may act. It holds no
+    credentials, only the identity they proved.
+    """
+
+    username: str
+    admin: bool = False
+
+
+UNRESTRICTED = Principal("", admin=True)
+"""The caller when authentication is off (``--auth none``), and in-process callers.
+
+It may do everything, as every caller could before authentication existed.
+"""
 
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ Every error goes out in the standard rich-error model: the status code, a
 message, and a ``google.rpc.Status`` in the ``grpc-status-details-bin``
 trailer carrying ``BadRequest`` (which fields, why), ``ResourceInfo`` (which
 resource), ``ErrorInfo`` (a machine-readable reason) or ``RequestInfo`` (the
-id to quote when reporting an ``INTERNAL``). Any language's stubs, and
+id to quote when reporting an ``INTERNAL`` or ``UNAVAILABLE``). Any language's stubs, and
 grpcurl, can read them.
 """
 
@@ -50,8 +50,8 @@ def _resource(resource_type: str, name: str, description: str) -> error_details_
     )
 
 
-def failure_for(exc: domain.DomainError) -> Failure:
-    """The status for a domain error."""
+def failure_for(exc: domain.DomainError, request_id: str = "") -> Failure:
+    """The status for a domain error; ``request_id`` goes into an UNAVAILABLE's message."""
     if isinstance(exc, domain.InvalidArgument):
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -89,17 +89,37 @@ def failure_for(exc: domain.DomainError) -> Failure:
         )
         return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message, (info,))
     if isinstance(exc, domain.Unavailable):
+        # The plain reason only: the driver's text (hosts, paths, errno) is
+        # for the log, which has it under the same request id.
         info = error_details_pb2.ErrorInfo(reason="STORE_UNAVAILABLE", domain=DOMAIN)
-        return Failure(grpc.StatusCode.UNAVAILABLE, exc.message, (info,))
+        return Failure(
+            grpc.StatusCode.UNAVAILABLE,
+            f"{exc.reason}; retry later (request id {request_id})",
+            (info, error_details_pb2.RequestInfo(request_id=request_id)),
+        )
     if isinstance(exc, domain.StoreFailed):
         # Neither code is retried by gRPC clients or ours: the failure lasts.
         # RESOURCE_EXHAUSTED is the code's own documented case for a full file
-        # system; a disk that fails outright is the server's INTERNAL fault.
-        if exc.full:
-            info = error_details_pb2.ErrorInfo(reason="STORE_FULL", domain=DOMAIN)
-            return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, (info,))
-        info = error_details_pb2.ErrorInfo(reason="STORE_FAILED", domain=DOMAIN)
-        return Failure(grpc.StatusCode.INTERNAL, exc.message, (info,))
+        # system; a disk that fails outright is the server's INTERNAL fault. The
+        # driver's text is for the log (health logs it), as for UNAVAILABLE.
+        reason = "STORE_FULL" if exc.full else "STORE_FAILED"
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED if exc.full else grpc.StatusCode.INTERNAL
+        info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)
+        return Failure(
+            code,
+            f"{exc.reason}; writes fail until an operator fixes it (request id {request_id})",
+            (info, error_details_pb2.RequestInfo(request_id=request_id)),
+        )
+    if isinstance(exc, domain.Unauthenticated):
+        info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN)
+        return Failure(grpc.StatusCode.UNAUTHENTICATED, exc.message, (info,))
+    if isinstance(exc, domain.PermissionDenied):
+        info = error_details_pb2.ErrorInfo(
+            reason="PERMISSION_DENIED",
+            domain=DOMAIN,
+            metadata={"permission": exc.permission, "resource": exc.resource_name},
+        )
+        return Failure(grpc.StatusCode.PERMISSION_DENIED, exc.message, (info,))
     return internal("unclassified")  # pragma: no cover - every DomainError is listed
 
 

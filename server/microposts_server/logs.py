@@ -1,8 +1,10 @@
 """Structured logs: one JSON object per line on stderr.
 
 Records carry their fields in ``extra={"fields": {...}}``. The per-call line
-(method, code, duration, request id, peer, the deadline the caller sent, the
-time left at the end, store time) has its own fast writer, ``CallLog``.
+(method, code, duration, request id, peer, caller, the deadline the caller
+sent, the time left at the end, store time) has its own fast writer,
+``CallLog``. No line ever holds a credential: the caller is named by the
+identity its token or certificate proved, never by the token.
 """
 
 from __future__ import annotations
@@ -96,15 +98,21 @@ class CallLog:
         peer: str,
         budget: Budget,
         left: float,
+        caller: str | None = None,
     ) -> None:
-        """Writes one call's line (method, code, duration, ids, deadline, store time)."""
+        """Writes one call's line (method, code, duration, ids, caller, deadline, store time).
+
+        ``caller``: the token's ``sub`` or the client certificate's subject;
+        ``None`` (JSON null) when the call proved no identity.
+        """
         sent = budget.sent
         deadline = "null" if sent is None else f"{sent * 1000:.1f}"
+        who = "null" if caller is None else _json_string(caller)
         line = (
             f'{{"ts": "{self._ts(time.time())}", "level": "info", "logger": "microposts.call", '
             f'"msg": "call", "method": "{method}", "code": "{code}", '
             f'"duration_ms": {duration * 1000:.3f}, "request_id": {_json_string(request_id)}, '
-            f'"peer": {_json_string(peer)}, "deadline_ms": {deadline}, '
+            f'"peer": {_json_string(peer)}, "caller": {who}, "deadline_ms": {deadline}, '
             f'"left_ms": {left * 1000:.1f}, "store_ms": {budget.store_seconds * 1000:.3f}, '
             f'"store_calls": {budget.store_calls}}}\n'
         )

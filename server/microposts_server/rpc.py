@@ -12,19 +12,27 @@ it the call's request body has arrived (``overload.handler_started``):
 2. ``request_id_of``: the caller's ``x-request-id``, or a generated one;
 3. ``admit``: a call arriving with less than the method's minimum left is
    rejected with ``DEADLINE_EXCEEDED`` before any work (and counted);
-4. ``decode``: raw bytes -> request message, a failure is ``INVALID_ARGUMENT``
+4. ``authenticate`` (``--auth jwt``): the ``authorization`` metadata becomes
+   the caller, a ``domain.Principal``, or the call is ``UNAUTHENTICATED``
+   before its request is even decoded; with authentication off every caller
+   is ``domain.UNRESTRICTED``. Either way the log names the caller: the
+   token's ``sub``, else a client certificate's subject (mTLS);
+5. ``decode``: raw bytes -> request message, a failure is ``INVALID_ARGUMENT``
    naming the field (grpc.aio would say ``UNKNOWN``);
-5. ``run``: the budget goes into the context variable the store reads, and
-   the handler runs; where the server's cap is tighter than the caller's
-   deadline it runs under ``asyncio.timeout`` so the cap holds even between
-   store calls (the caller's own deadline is enforced by grpc.aio, which
-   cancels the handler's task when it passes or the caller cancels);
-6. ``failure_of``: domain errors become their status with google.rpc details;
+6. ``run``: the budget goes into the context variable the store reads, and
+   the handler runs with the request and the caller; where the server's cap
+   is tighter than the caller's deadline it runs under ``asyncio.timeout`` so
+   the cap holds even between store calls (the caller's own deadline is
+   enforced by grpc.aio, which cancels the handler's task when it passes or
+   the caller cancels);
+7. ``failure_of``: domain errors become their status with google.rpc details;
    an unexpected exception is logged with its traceback and becomes
-   ``INTERNAL`` with only a request id on the wire;
-7. ``record``: the metrics and one structured log line (method, code,
-   duration, request id, peer, the deadline the caller sent, the time left
-   at the end, store time and calls).
+   ``INTERNAL`` with only a request id on the wire; a store outage is
+   ``UNAVAILABLE`` with a plain reason and the request id, the driver's
+   text going to the log under that id;
+8. ``record``: the metrics and one structured log line (method, code,
+   duration, request id, peer, caller, the deadline the caller sent, the time
+   left at the end, store time and calls).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from google.protobuf.message import Message
 from microposts_client import NO_DEADLINE_ABOVE, DeadlineInterceptor, MethodInfo
 
 from . import deadlines, domain
+from .auth import JwtAuthenticator
 from .decoding import decode
 from .errors import Failure, failure_for, internal
 from .logs import CallLog
@@ -53,6 +62,7 @@ from .servicers import Handler
 log = logging.getLogger("microposts.call")
 
 REQUEST_ID_HEADER = "x-request-id"
+AUTHORIZATION_HEADER = "authorization"
 
 Context = grpc.aio.ServicerContext[bytes, bytes]
 
@@ -124,13 +134,34 @@ def admit(budget: deadlines.Budget, method: str, minimum: float, metrics: Metric
         )
 
 
-async def run(handler: Handler, request: Message, budget: deadlines.Budget) -> Message:
-    """Step 5: the handler, with the budget published to the store and the server's cap held."""
+async def authenticate(context: Context, authenticator: JwtAuthenticator) -> domain.Principal:
+    """Step 4: the caller the ``authorization`` metadata proves; raises ``Unauthenticated``."""
+    header = None
+    for key, value in context.invocation_metadata() or ():
+        if key == AUTHORIZATION_HEADER:
+            header = str(value)
+            break
+    return await authenticator.authenticate(header)
+
+
+def certificate_subject(context: Context) -> str | None:
+    """The subject of the client's certificate (mTLS), e.g. ``CN=svc,O=Example``; None if none."""
+    properties = context.auth_context()
+    for key in ("x509_subject", "x509_common_name"):
+        for value in properties.get(key, ()):
+            return value.decode("utf-8", "replace")
+    return None
+
+
+async def run(
+    handler: Handler, request: Message, caller: domain.Principal, budget: deadlines.Budget
+) -> Message:
+    """Step 6: the handler, with the budget published to the store and the server's cap held."""
     deadlines.CURRENT.set(budget)  # each call runs in its own task: no reset needed
     if budget.capped:
         async with asyncio.timeout(budget.deadline - time.monotonic()):
-            return await handler(request)
-    return await handler(request)
+            return await handler(request, caller)
+    return await handler(request, caller)
 
 
 def failure_of(
@@ -140,15 +171,20 @@ def failure_of(
     request_id: str,
     store_failed: Callable[[domain.StoreFailed], None] | None = None,
 ) -> Failure:
-    """Step 6: the status an exception out of steps 3 to 5 becomes.
+    """Step 7: the status an exception out of steps 3 to 6 becomes.
 
     A store failure that lasts (``StoreFailed``) is also reported to
     ``store_failed`` (health and the error log, once per episode).
     """
+    if isinstance(exc, domain.Unavailable):
+        log.warning(
+            "store unavailable",
+            extra={"fields": {"method": method, "request_id": request_id, "error": exc.message}},
+        )
     if isinstance(exc, domain.DomainError):
         if store_failed is not None and isinstance(exc, domain.StoreFailed):
             store_failed(exc)
-        return failure_for(exc)
+        return failure_for(exc, request_id)
     if isinstance(exc, TimeoutError):  # asyncio.timeout: the server's cap ran out
         return failure_for(budget.exceeded(f"{budget.phase} (server cap)"))
     log.exception(
@@ -166,9 +202,15 @@ def build_handler(
     metrics: Metrics,
     ids: _RequestIds,
     call_log: CallLog,
+    authenticator: JwtAuthenticator | None = None,
+    client_certificates: bool = False,
     store_failed: Callable[[domain.StoreFailed], None] | None = None,
 ) -> grpc.RpcMethodHandler[bytes, bytes]:
-    """Wraps one servicer method in the whole pipeline; called once per method."""
+    """Wraps one servicer method in the whole pipeline; called once per method.
+
+    ``authenticator``: ``--auth jwt`` is on; ``client_certificates``: mTLS is,
+    and the log names callers by their certificate when no token names them.
+    """
     name = method.name
     path = method.path
     request_type = method.request_type
@@ -177,13 +219,19 @@ def build_handler(
     monotonic = time.monotonic
 
     def record(
-        code: str, start: float, budget: deadlines.Budget, request_id: str, peer: str
+        code: str,
+        start: float,
+        budget: deadlines.Budget,
+        request_id: str,
+        peer: str,
+        who: str | None,
     ) -> None:
-        """Step 7: metrics and the call's log line."""
+        """Step 8: metrics and the call's log line."""
         now = monotonic()
         metrics.observe(name, code, now - start)
         if call_log.enabled:
-            call_log.call(path, code, now - start, request_id, peer, budget, budget.deadline - now)
+            left = budget.deadline - now
+            call_log.call(path, code, now - start, request_id, peer, budget, left, who)
 
     async def handle(raw: bytes, context: Context) -> bytes:
         handler_started()
@@ -191,9 +239,14 @@ def build_handler(
         budget = budget_of(context, cap, start)
         request_id = request_id_of(context, ids)
         code = "OK"
+        caller = domain.UNRESTRICTED
+        who = certificate_subject(context) if client_certificates else None
         try:
             admit(budget, name, minimum, metrics)
-            response = await run(handler, decode(request_type, raw), budget)
+            if authenticator is not None:
+                caller = await authenticate(context, authenticator)
+                who = caller.username
+            response = await run(handler, decode(request_type, raw), caller, budget)
             return response.SerializeToString()
         except asyncio.CancelledError:
             code = "DEADLINE_EXCEEDED" if budget.expired() else "CANCELLED"
@@ -202,7 +255,7 @@ def build_handler(
             failure = failure_of(exc, budget, name, request_id, store_failed)
             code = failure.code.name
         finally:
-            record(code, start, budget, request_id, context.peer())
+            record(code, start, budget, request_id, context.peer(), who)
         await context.abort(failure.code, failure.message, trailing_metadata=failure.trailers())
         raise AssertionError("abort returned")  # pragma: no cover
 
@@ -215,9 +268,11 @@ def add_services(
     policy: DeadlinePolicy,
     metrics: Metrics,
     call_log: CallLog,
+    authenticator: JwtAuthenticator | None = None,
+    client_certificates: bool = False,
     store_failed: Callable[[domain.StoreFailed], None] | None = None,
 ) -> None:
-    """Registers every method, each wrapped once.
+    """Registers every method, each wrapped once (see ``build_handler`` for the last two).
 
     Each handler is also wrapped, once, by ``DeadlineInterceptor.wrap`` so that
     calls a handler makes through ``microposts_client`` inherit the caller's
@@ -229,7 +284,17 @@ def add_services(
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[bytes, bytes]]] = {}
     for method, handler in handlers:
         by_service.setdefault(method.service, {})[method.name] = propagate.wrap(
-            build_handler(method, handler, policy, metrics, ids, call_log, store_failed)
+            build_handler(
+                method,
+                handler,
+                policy,
+                metrics,
+                ids,
+                call_log,
+                authenticator,
+                client_certificates,
+                store_failed,
+            )
         )
     for service, methods in by_service.items():
         server.add_registered_method_handlers(service, methods)  # type: ignore[attr-defined]

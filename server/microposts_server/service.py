@@ -1,7 +1,9 @@
 """Use cases: one method per RPC, on the domain's terms.
 
 Each method validates its inputs (naming the request field of every bad
-one), runs its writes in one store transaction (``store.write()``) and its
+one), checks that its ``caller`` may write there (``permissions``; as soon
+as the resource's name is known, before anything else is checked or read),
+runs its writes in one store transaction (``store.write()``) and its
 reads in one ``store.read()``, where each statement sees committed data on
 its own (``store.base.Store.read`` says what that guarantees and why it is
 enough), and returns domain objects or raises domain errors. It knows
@@ -17,6 +19,7 @@ from typing import TypeVar
 from . import idempotency
 from .domain import (
     MAX_BATCH,
+    UNRESTRICTED,
     Aborted,
     AlreadyExists,
     IdGenerator,
@@ -25,6 +28,7 @@ from .domain import (
     MicropostName,
     NotFound,
     Page,
+    Principal,
     User,
     Violation,
     check_display_name,
@@ -41,6 +45,13 @@ from .domain import (
 )
 from .idempotency import Idempotency
 from .page_tokens import PageTokens
+from .permissions import (
+    CREATE_MICROPOST,
+    CREATE_USER,
+    DELETE_MICROPOST,
+    UPDATE_MICROPOST,
+    require_owner,
+)
 from .store import DuplicateKey, Store, Transaction
 
 T = TypeVar("T")
@@ -80,9 +91,17 @@ class Service:
 
     # -- users ---------------------------------------------------------------
 
-    async def create_user(self, username: str, display_name: str, request_id: str) -> User:
+    async def create_user(
+        self,
+        username: str,
+        display_name: str,
+        request_id: str,
+        *,
+        caller: Principal = UNRESTRICTED,
+    ) -> User:
         violations: list[Violation] = []
-        _collect(violations, lambda: check_username(username, "user.username"))
+        if _collect(violations, lambda: check_username(username, "user.username")) is not None:
+            require_owner(caller, CREATE_USER, username, f"users/{username}")
         _collect(violations, lambda: check_display_name(display_name, "user.display_name"))
         _collect(violations, lambda: check_request_id(request_id))
         if violations:
@@ -133,9 +152,13 @@ class Service:
         existing = await tx.existing_usernames(named)
         return tuple(u for u in named if u in existing)
 
-    async def create_micropost(self, parent: str, text: str, request_id: str) -> Micropost:
+    async def create_micropost(
+        self, parent: str, text: str, request_id: str, *, caller: Principal = UNRESTRICTED
+    ) -> Micropost:
         violations: list[Violation] = []
         username = _collect(violations, lambda: parse_user_name(parent, "parent"))
+        if username is not None:
+            require_owner(caller, CREATE_MICROPOST, username, parent)
         _collect(violations, lambda: check_text(text, "micropost.text"))
         _collect(violations, lambda: check_request_id(request_id))
         if violations or username is None:
@@ -221,10 +244,18 @@ class Service:
         return post
 
     async def update_micropost(
-        self, name: str, text: str, etag: str, mask: Sequence[str]
+        self,
+        name: str,
+        text: str,
+        etag: str,
+        mask: Sequence[str],
+        *,
+        caller: Principal = UNRESTRICTED,
     ) -> Micropost:
         violations: list[Violation] = []
         parsed = _collect(violations, lambda: parse_micropost_name(name, "micropost.name"))
+        if parsed is not None:
+            require_owner(caller, UPDATE_MICROPOST, parsed.username, name)
         _collect(violations, lambda: check_etag(etag, "micropost.etag"))
         for i, path in enumerate(mask):
             if path not in UPDATABLE_FIELDS:
@@ -250,9 +281,13 @@ class Service:
             await tx.update_micropost(updated)
         return updated
 
-    async def delete_micropost(self, name: str, etag: str) -> None:
+    async def delete_micropost(
+        self, name: str, etag: str, *, caller: Principal = UNRESTRICTED
+    ) -> None:
         violations: list[Violation] = []
         parsed = _collect(violations, lambda: parse_micropost_name(name, "name"))
+        if parsed is not None:
+            require_owner(caller, DELETE_MICROPOST, parsed.username, name)
         _collect(violations, lambda: check_etag(etag, "etag"))
         if violations or parsed is None:
             raise InvalidArgument(violations)

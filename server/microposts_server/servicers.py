@@ -1,7 +1,8 @@
 """Servicers: protobuf in, use case, protobuf out. Nothing else lives here.
 
 One coroutine per RPC, named after it (``GetUser`` -> ``get_user``), from
-request message to response message. ``Servicers.handlers()`` pairs each RPC
+request message and caller (the ``Principal`` the pipeline authenticated) to
+response message; writes hand the caller to their use case. ``Servicers.handlers()`` pairs each RPC
 of the contract (``microposts_client.method_table()``) with its coroutine;
 ``rpc.py`` wraps each one in the per-call pipeline once, at start-up.
 """
@@ -19,10 +20,10 @@ from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts_client import MethodInfo, method_table
 
-from .domain import Micropost, User
+from .domain import Micropost, Principal, User
 from .service import Service
 
-Handler = Callable[[Any], Awaitable[Message]]
+Handler = Callable[[Any, Principal], Awaitable[Message]]
 
 
 def _set_time(stamp: timestamp_pb2.Timestamp, micros: int) -> None:
@@ -61,33 +62,39 @@ class Servicers:
         self.service = service
 
     # UserService
-    async def create_user(self, request: upb.CreateUserRequest) -> rpb.User:
+    async def create_user(self, request: upb.CreateUserRequest, caller: Principal) -> rpb.User:
         user = await self.service.create_user(
-            request.user.username, request.user.display_name, request.request_id
+            request.user.username, request.user.display_name, request.request_id, caller=caller
         )
         return user_message(user)
 
-    async def get_user(self, request: upb.GetUserRequest) -> rpb.User:
+    async def get_user(self, request: upb.GetUserRequest, caller: Principal) -> rpb.User:
         return user_message(await self.service.get_user(request.name))
 
-    async def list_users(self, request: upb.ListUsersRequest) -> upb.ListUsersResponse:
+    async def list_users(
+        self, request: upb.ListUsersRequest, caller: Principal
+    ) -> upb.ListUsersResponse:
         page = await self.service.list_users(request.page_size, request.page_token)
         response = upb.ListUsersResponse(next_page_token=page.next_cursor or "")
         response.users.extend([user_message(u) for u in page.items])
         return response
 
     # MicropostService
-    async def create_micropost(self, request: mpb.CreateMicropostRequest) -> rpb.Micropost:
+    async def create_micropost(
+        self, request: mpb.CreateMicropostRequest, caller: Principal
+    ) -> rpb.Micropost:
         post = await self.service.create_micropost(
-            request.parent, request.micropost.text, request.request_id
+            request.parent, request.micropost.text, request.request_id, caller=caller
         )
         return micropost_message(post)
 
-    async def get_micropost(self, request: mpb.GetMicropostRequest) -> rpb.Micropost:
+    async def get_micropost(
+        self, request: mpb.GetMicropostRequest, caller: Principal
+    ) -> rpb.Micropost:
         return micropost_message(await self.service.get_micropost(request.name))
 
     async def batch_get_microposts(
-        self, request: mpb.BatchGetMicropostsRequest
+        self, request: mpb.BatchGetMicropostsRequest, caller: Principal
     ) -> mpb.BatchGetMicropostsResponse:
         posts = await self.service.batch_get_microposts(request.names)
         response = mpb.BatchGetMicropostsResponse()
@@ -97,7 +104,7 @@ class Servicers:
         return response
 
     async def list_microposts(
-        self, request: mpb.ListMicropostsRequest
+        self, request: mpb.ListMicropostsRequest, caller: Principal
     ) -> mpb.ListMicropostsResponse:
         page = await self.service.list_microposts(
             request.parent, request.page_size, request.page_token
@@ -108,17 +115,22 @@ class Servicers:
             fill_micropost(add(), post)
         return response
 
-    async def update_micropost(self, request: mpb.UpdateMicropostRequest) -> rpb.Micropost:
+    async def update_micropost(
+        self, request: mpb.UpdateMicropostRequest, caller: Principal
+    ) -> rpb.Micropost:
         post = await self.service.update_micropost(
             request.micropost.name,
             request.micropost.text,
             request.micropost.etag,
             list(request.update_mask.paths),
+            caller=caller,
         )
         return micropost_message(post)
 
-    async def delete_micropost(self, request: mpb.DeleteMicropostRequest) -> empty_pb2.Empty:
-        await self.service.delete_micropost(request.name, request.etag)
+    async def delete_micropost(
+        self, request: mpb.DeleteMicropostRequest, caller: Principal
+    ) -> empty_pb2.Empty:
+        await self.service.delete_micropost(request.name, request.etag, caller=caller)
         return empty_pb2.Empty()
 
     def handlers(self) -> list[tuple[MethodInfo, Handler]]:

@@ -30,7 +30,10 @@ def server_options(settings: Settings) -> list[tuple[str, Any]]:
     """The grpc core channel arguments for the server, from its settings."""
     age_ms = int(settings.max_connection_age * 1000)
     return [
-        ("grpc.so_reuseport", 1),  # lets --workers share one port
+        # SO_REUSEPORT off: a second server on a served address must fail, not
+        # quietly take half its connections. On only in the --workers
+        # supervisor's children (Settings.reuse_port), which share its port.
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         # Per connection: the excess waits on the client; streams beyond the
         # advertised bound are refused (REFUSED_STREAM, retried by gRPC
         # clients). The core counts a stream until Python lets go of it.

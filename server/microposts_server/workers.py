@@ -8,9 +8,11 @@ with ``python -m microposts_server --workers 1`` and the same settings.
 
 - **One port.** The supervisor resolves the address first: it binds a socket
   with ``SO_REUSEPORT`` to it (port 0: the kernel picks a free port) without
-  listening, and keeps it for its whole life. Every worker then binds that
-  concrete port (gRPC sets ``SO_REUSEPORT`` too), and the kernel spreads new
-  connections across them. A bound socket that does not listen receives no
+  listening, and keeps it for its whole life; a port some other server holds
+  already is refused ("address in use"), as a single server refuses it. Every
+  worker then binds that concrete port with ``SO_REUSEPORT`` (only workers
+  do: the supervisor marks them with ``config.WORKER_ENV``), and the kernel
+  spreads new connections across them. A bound socket that does not listen receives no
   connections; it only keeps the port ours between worker restarts.
 - **One log.** Workers' stderr comes through the supervisor, line by line,
   each JSON line with ``"worker"`` (its index, 0..N-1) and ``"pid"`` added,
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import selectors
@@ -45,7 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from .config import Settings
+from .config import WORKER_ENV, Settings
 
 log = logging.getLogger("microposts.workers")
 
@@ -68,11 +71,18 @@ def reserve_port(address: str) -> tuple[socket.socket, str]:
         raise OSError(f"--address: cannot listen on {address}: {exc}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if int(port):
+            # SO_REUSEPORT would let us join another server's port and split
+            # its connections: bind once without it to see that it is free.
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
     except OSError as exc:
         sock.close()
-        raise OSError(f"--address: cannot listen on {address}: {exc}") from None
+        reason = "address in use" if exc.errno == errno.EADDRINUSE else str(exc)
+        raise OSError(f"--address: cannot listen on {address}: {reason}") from None
     return sock, f"{host}:{sock.getsockname()[1]}"
 
 
@@ -152,6 +162,7 @@ class Supervisor:
     def _start(self, worker: Worker) -> None:
         proc = subprocess.Popen(
             self.command(),
+            env={**os.environ, WORKER_ENV: "1"},
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             # Safe here: the supervisor runs no threads that could hold a lock.

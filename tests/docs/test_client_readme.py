@@ -37,3 +37,4 @@ def test_examples_run(
     assert "user.username -> " in out
     assert "missing: users/nobody" in out
     assert "budget spent: nothing was sent" in out
+    assert "next: " in out  # the page example printed its first page

@@ -87,10 +87,10 @@ def test_drain_health_first_new_calls_unavailable_running_calls_finish(pg_url: s
                 until(lambda: in_flight(srv) >= 1, "the create to be running")
                 srv.signal(signal.SIGTERM)
                 until(lambda: health_of(srv.address) == NOT_SERVING, "health NOT_SERVING")
-                # Our client watches health and sends nothing more here; a client that
-                # does not is answered UNAVAILABLE by the server itself (retry elsewhere).
-                with pytest.raises(mc.Unavailable):
+                # New calls are answered UNAVAILABLE, DRAINING: retried elsewhere.
+                with pytest.raises(mc.Unavailable) as drained:
                     client.get_user(name="users/drainer")
+                assert drained.value.reason == "DRAINING"
                 with grpc.insecure_channel(srv.address) as plain:
                     get = upb.GetUserRequest(name="users/drainer")
                     failure = failure_of(ugrpc.UserServiceStub(plain).GetUser, get, timeout=5)

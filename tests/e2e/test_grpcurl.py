@@ -17,8 +17,11 @@ UNARY = "microposts.v1.UserService/"
 POSTS = "microposts.v1.MicropostService/"
 
 
-def grpcurl(srv: ServerProcess, *args: str, data: Any = None) -> subprocess.CompletedProcess[str]:
-    argv = [GRPCURL, "-plaintext"]
+def grpcurl(
+    srv: ServerProcess, *args: str, data: Any = None, flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Runs grpcurl against ``srv``: ``flags`` before the address, ``args`` after it."""
+    argv = [GRPCURL, "-plaintext", *flags]
     if data is not None:
         argv += ["-d", json.dumps(data)]
     return subprocess.run([*argv, srv.address, *args], capture_output=True, text=True, timeout=30)
@@ -99,3 +102,20 @@ def test_errors_carry_status_code_and_details(
     assert result.returncode == 64 + code  # grpcurl's convention: 64 + the status code
     assert f"Code: {name}" in result.stderr
     assert "type.googleapis.com/google.rpc." in result.stderr
+
+
+def test_grpcurl_max_time_is_the_deadline(tmp_path: Path) -> None:
+    """The README's example: grpcurl -max-time sets the deadline the server sees."""
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    with ServerProcess(url, "--min-deadline", "0.005,GetUser=5") as srv:
+        two_seconds = ("-max-time", "2")
+        result = grpcurl(srv, UNARY + "GetUser", data={"name": "users/alice"}, flags=two_seconds)
+        assert "Code: DeadlineExceeded" in result.stderr
+        assert "before any work" in result.stderr
+        assert result.returncode == 64 + 4
+        result = grpcurl(
+            srv, POSTS + "ListMicroposts", data={"parent": "users/-"}, flags=two_seconds
+        )
+        assert result.returncode == 0, result.stderr
+        line = srv.wait_logs(msg="call", method="/microposts.v1.MicropostService/ListMicroposts")[0]
+        assert 0 < line["deadline_ms"] <= 2000

@@ -1,4 +1,8 @@
-"""Every method, through the real app in this process over a real socket, on every store."""
+"""Every method, through the real app in this process over a real socket, on every store.
+
+The module's shared server runs once more with TLS and --auth jwt on (the
+stubs call with an administrator's token): the contract holds the same.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ _names = itertools.count()
 PREFIX = "t" + os.urandom(2).hex()
 NAME_RE = re.compile(r"users/[a-z0-9_]+/microposts/[0-9a-z]{26}")
 Code = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def shared_server(shared_server_also_secured: AppServer) -> AppServer:
+    """Every store, then SQLite with TLS + JWT (see ``shared_server_also_secured``)."""
+    return shared_server_also_secured
 
 
 def fresh_username() -> str:

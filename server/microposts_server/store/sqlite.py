@@ -278,14 +278,11 @@ class _SqliteTx(Transaction):
                 return budget.exceeded("store")
             return DeadlineExceeded("store work interrupted", "store")
         if "locked" in text or "busy" in text:
-            return Unavailable("store is busy (locked by another writer)")
+            return Unavailable("store is busy (locked by another writer)", "the store is busy")
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code
         if code in _LASTING:
-            return StoreFailed(
-                f"the store cannot write: {exc}; writes fail until an operator "
-                + ("frees disk space" if code == sqlite3.SQLITE_FULL else "fixes the disk"),
-                full=code == sqlite3.SQLITE_FULL,
-            )
+            full = code == sqlite3.SQLITE_FULL
+            return StoreFailed(f"the store cannot write: {exc}", full=full)
         if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
             return Unavailable(f"store unavailable: {exc}")
         return exc

@@ -23,15 +23,8 @@ def test_a_list_of_addresses_is_balanced_round_robin(
 ) -> None:
     a, b = two_backends
     with Client([a.address, b.address], wait_for_ready=True) as client:
-        # Each replica takes calls once its health check has answered (these
-        # fakes have no health service: the client then assumes SERVING).
-        for _ in range(200):
-            if a.calls and b.calls:
-                break
-            client.get_user(name="users/alice")
-        before = a.calls, b.calls
         for _ in range(20):
             client.get_user(name="users/alice")
-    spread = a.calls - before[0], b.calls - before[1]
-    assert sum(spread) == 20
-    assert min(spread) >= 5, spread
+    assert a.calls + b.calls == 20
+    assert a.calls >= 5
+    assert b.calls >= 5

@@ -7,7 +7,6 @@ deadline it was given.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent import futures
@@ -20,14 +19,14 @@ import pytest
 from microposts.v1 import resources_pb2, user_service_pb2
 from microposts_client import (
     DEFAULT_READ_TIMEOUT,
-    AsyncClient,
     Client,
     DeadlineExceeded,
     DeadlineInterceptor,
     ServiceError,
     SyncDeadlineInterceptor,
 )
-from tests.grpcservers import Downstream, LoopThread, start_aio_server
+from tests import grpcservers
+from tests.grpcservers import Downstream, LoopThread
 
 
 class HandedOut(DeadlineInterceptor):
@@ -49,33 +48,12 @@ class HandedOut(DeadlineInterceptor):
         return handler
 
 
-class AioRelay:
-    """grpc.aio relay: GetUser forwards through AsyncClient, under DeadlineInterceptor."""
+class AioRelay(grpcservers.AioRelay):
+    """The shared relay, with an interceptor that keeps the handlers it hands out."""
 
     def __init__(self, loop: LoopThread, downstream: str) -> None:
-        self.loop = loop
-        self.interceptor = HandedOut()
-
-        async def setup() -> tuple[grpc.aio.Server, str, AsyncClient]:
-            client = AsyncClient(downstream)
-            server, address = await start_aio_server(
-                {"GetUser": self._get_user}, interceptors=(self.interceptor,)
-            )
-            return server, address, client
-
-        self.server, self.address, self.client = loop.run(setup())
-
-    async def _get_user(
-        self, request: user_service_pb2.GetUserRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> resources_pb2.User:
-        try:
-            return await self.client.get_user(name=request.name)
-        except ServiceError as exc:
-            await context.abort(exc.code, exc.message)
-
-    def stop(self) -> None:
-        self.loop.run(self.server.stop(0))
-        self.loop.run(self.client.close())
+        self.handed_out = HandedOut()
+        super().__init__(loop, downstream, self.handed_out)
 
 
 class SyncRelay:
@@ -183,10 +161,8 @@ def test_interceptor_reuses_wrapped_handlers_and_serves_unknown_methods(
     loop_thread: LoopThread, answering: Downstream
 ) -> None:
     relay = AioRelay(loop_thread, answering.address)
-    # Without the client's health watch, whose Watch call would be one more handler here.
-    options = [("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))]
     try:
-        with Client(relay.address, options=options) as client:
+        with Client(relay.address) as client:
             for _ in range(3):
                 client.get_user(name="users/alice")
             with pytest.raises(ServiceError) as info:  # no handler: UNIMPLEMENTED passes through
@@ -196,7 +172,7 @@ def test_interceptor_reuses_wrapped_handlers_and_serves_unknown_methods(
         relay.stop()
     assert answering.calls == 3
     # One wrapped handler, built once and reused: every GetUser got the same one.
-    get_user, *again, unknown = relay.interceptor.handed
+    get_user, *again, unknown = relay.handed_out.handed
     assert get_user is not None
     assert len(again) == 2
     assert all(handler is get_user for handler in again)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -36,13 +37,54 @@ def target_of(target: str | Sequence[str]) -> str:
 
 
 def test_targets() -> None:
-    assert target_of("localhost:50051") == "localhost:50051"
-    assert target_of("dns:///svc.internal:443") == "dns:///svc.internal:443"
+    for same in (
+        "localhost:50051",
+        "[::1]:50051",
+        "dns:///svc.internal:443",
+        "dns://8.8.8.8/svc.internal:443",
+        "ipv4:127.0.0.1:1,127.0.0.2:2",
+        "ipv6:[::1]:1",
+        "unix:/run/microposts.sock",
+        "unix:///run/microposts.sock",
+        "xds:///microposts",
+    ):
+        assert target_of(same) == same
     assert target_of(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
     assert target_of(["[::1]:1", "[::1]:2"]) == "ipv6:[::1]:1,[::1]:2"
-    for bad in ([], ["host.example:1"], ["127.0.0.1"], ["127.0.0.1:1", "[::1]:2"], ""):
-        with pytest.raises(ValueError):  # noqa: PT011 - each has its own message
-            target_of(bad)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "http://localhost:50051",
+            "is a URL; gRPC takes 'host:port' or a gRPC URI such as "
+            "'dns:///host:port': use 'localhost:50051'",
+        ),
+        ("https://svc.example", "use 'svc.example:PORT' (TLS is chosen with credentials="),
+        (
+            "localhost",
+            "has no port (gRPC would use 443): use 'localhost:PORT', e.g. 'localhost:50051'",
+        ),
+        ("localhost:50051/", "has a path; a gRPC target has none: use 'localhost:50051'"),
+        ("dns:///svc.internal", "has no port (gRPC would use 443): use 'dns:///svc.internal:PORT'"),
+        ("dns://svc.internal:1", "three slashes): use 'dns:///svc.internal:1'"),
+        ("localhost:0", "port '0' is not a number from 1 to 65535"),
+        ("localhost:http", "port 'http' is not a number from 1 to 65535"),
+        (":50051", "has no host: use 'localhost:50051'"),
+        ("::1:50051", "put an IPv6 address in brackets, e.g. '[::1]:50051'"),
+        ("ipv4:127.0.0.1", "'127.0.0.1' has no port"),
+        (" localhost:1", "contains white space: use 'localhost:1'"),
+        ("", "the target is empty"),
+        ([], "the target list is empty"),
+        (["host.example:1"], "needs IP addresses; for host names use one 'dns:///name:port'"),
+        (["127.0.0.1"], "'127.0.0.1' has no port"),
+        (["127.0.0.1:1", "[::1]:2"], "all IPv4 or all IPv6"),
+    ],
+)
+def test_bad_targets_say_what_works(target: str | list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        target_of(target)
 
 
 def test_timeouts() -> None:

@@ -57,14 +57,10 @@ def translate(exc: Exception, budget: deadlines.Budget | None) -> Exception:
             return budget.exceeded("store")
         return DeadlineExceeded(f"store work timed out: {exc}", "store")
     if isinstance(exc, asyncpg.TransactionRollbackError):
-        return Unavailable(f"store transaction conflict, retry: {exc}")
+        return Unavailable(f"store transaction conflict, retry: {exc}", "the store had a conflict")
     if isinstance(exc, _LASTING):
         full = isinstance(exc, asyncpg.DiskFullError)
-        return StoreFailed(
-            f"the database cannot write: {type(exc).__name__}: {exc}; writes fail until an "
-            + ("operator frees disk space" if full else "operator fixes the database's storage"),
-            full=full,
-        )
+        return StoreFailed(f"the database cannot write: {type(exc).__name__}: {exc}", full=full)
     if is_connection_lost(exc):
         return Unavailable(f"store unavailable: {type(exc).__name__}: {exc}".rstrip(": "))
     return exc
