@@ -118,4 +118,4 @@ def test_grpcurl_max_time_is_the_deadline(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
         line = srv.wait_logs(msg="call", method="/microposts.v1.MicropostService/ListMicroposts")[0]
-        assert 0 < line["deadline_ms"] <= 2000
+        assert 0 < line["deadline_ms"] <= 2000 * 1.01  # the header may round up
