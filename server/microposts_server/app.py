@@ -2,7 +2,7 @@
 
 Nothing happens at import time. ``build_app`` opens the store, loads the
 TLS files and JWT keys (off the event loop), wires the use cases, servicers,
-per-call pipeline, admission (``overload.py``), health and reflection into a
+per-call pipeline, admission (``overload/``), health and reflection into a
 grpc.aio server and binds it (TLS when ``--tls-cert`` is set); ``serve`` runs
 it until SIGTERM/SIGINT and then drains it (``App.stop``): health goes
 NOT_SERVING, calls that arrive or wait in the queue are answered UNAVAILABLE
@@ -39,6 +39,7 @@ from .health import Health
 from .logs import CallLog
 from .metrics import Metrics, serve_metrics
 from .overload import Admission, Policy, Reason, make_server
+from .overload.gated import TESTED_GRPC
 from .page_tokens import PageTokens
 from .rpc import DeadlinePolicy, add_services
 from .service import Service
@@ -97,7 +98,10 @@ class App:
                 self.metrics, self.settings.metrics_address
             )
         if not self.gated:
-            log.warning("overload control off: this grpcio lacks the internals it needs")
+            log.warning(
+                "overload control off: this grpcio is untested, or lacks the internals it needs",
+                extra={"fields": {"grpcio": grpc.__version__, "tested": list(TESTED_GRPC)}},
+            )
         log.info("serving", extra={"fields": fields})
 
     async def _watch_keys(self, authenticator: JwtAuthenticator) -> None:
