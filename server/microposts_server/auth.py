@@ -206,6 +206,22 @@ def bearer_token(header: str | None) -> str:
     return header[7:].strip()
 
 
+def _usable(keys: KeySet, kid: object, alg: str) -> list[VerifyKey]:
+    """The keys that may check a token naming ``kid`` and ``alg``: the algorithm is the key's."""
+    candidates = keys.candidates(kid)
+    if not candidates:
+        raise _UnknownKey
+    usable = [k for k in candidates if alg in k.algorithms]
+    if not usable:
+        shown = repr(alg) if alg in KNOWN_ALGORITHMS else "an unsupported algorithm"
+        raise _refuse(
+            f"token rejected: it is signed with {shown}, and this server's keys accept "
+            f"only {', '.join(keys.algorithms)}",
+            "TOKEN_ALGORITHM",
+        )
+    return usable
+
+
 class JwtAuthenticator:
     """Turns an ``authorization`` header into a ``Principal``, or raises ``Unauthenticated``."""
 
@@ -282,21 +298,20 @@ class JwtAuthenticator:
             ) from None
         alg = header.get("alg")
         alg = alg if isinstance(alg, str) else ""
-        candidates = keys.candidates(header.get("kid"))
-        if not candidates:
-            raise _UnknownKey
-        usable = [k for k in candidates if alg in k.algorithms]
-        if not usable:
-            shown = repr(alg) if alg in KNOWN_ALGORITHMS else "an unsupported algorithm"
-            raise _refuse(
-                f"token rejected: it is signed with {shown}, and this server's keys accept "
-                f"only {', '.join(keys.algorithms)}",
-                "TOKEN_ALGORITHM",
-            )
-        claims: dict[str, Any] | None = None
+        claims = self._decode(token, alg, _usable(keys, header.get("kid"), alg))
+        principal = self._principal(claims)
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[token] = _Verified(
+            principal, _number(claims.get("nbf"), -float("inf")), float(claims["exp"]), keys
+        )
+        return principal
+
+    def _decode(self, token: str, alg: str, usable: list[VerifyKey]) -> dict[str, Any]:
+        """The token's claims, checked with the first of ``usable`` keys its signature fits."""
         for key in usable:
             try:
-                claims = jwt.decode(
+                claims: dict[str, Any] = jwt.decode(
                     token,
                     key.key,
                     algorithms=[alg],
@@ -305,23 +320,15 @@ class JwtAuthenticator:
                     leeway=self.leeway,
                     options={"require": ["exp", "iss", "aud", "sub"]},
                 )
-                break
             except jwt.InvalidSignatureError:
                 continue
             except jwt.PyJWTError as exc:
                 raise self._claims_error(exc, token) from None
-        if claims is None:
-            raise _refuse(
-                "token rejected: its signature does not verify with this server's keys",
-                "TOKEN_SIGNATURE",
-            )
-        principal = self._principal(claims)
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[token] = _Verified(
-            principal, _number(claims.get("nbf"), -float("inf")), float(claims["exp"]), keys
+            return claims
+        raise _refuse(
+            "token rejected: its signature does not verify with this server's keys",
+            "TOKEN_SIGNATURE",
         )
-        return principal
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         sub = claims["sub"]
