@@ -17,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e './client[typing]' -e '.[dev,postgres]'
+	$(PY) -m pip install --quiet -e './client[typing,otel]' -e '.[dev,postgres,otel]'
 	touch $(STAMP)
 
 ## protos: regenerate the stubs in client/microposts/v1 from protos/ (never edit them by hand)

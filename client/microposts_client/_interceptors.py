@@ -11,6 +11,9 @@ handler's caller with the same status code, message and ``google.rpc`` details
 ``UNKNOWN: Unexpected <class ...>``; ``forward_errors=False`` turns that off.
 With ``forward_token=True`` the handler's calls also carry the incoming bearer
 token (off by default; see :class:`DeadlineInterceptor` for when that is right).
+The incoming call's W3C ``traceparent`` is the current OpenTelemetry context
+while the handler runs (when ``opentelemetry-api`` is installed), so the
+handler's calls join the caller's trace.
 
 gRPC Python does not propagate deadlines itself, and its
 ``time_remaining()`` is treacherous (grpc/grpc#26236): the sync server returns
@@ -43,6 +46,7 @@ import grpc.aio
 from ._credentials import _FORWARDED
 from ._deadlines import _END
 from ._exceptions import ServiceError
+from ._tracing import attach_incoming, detach
 
 __all__ = [
     "MARGIN_FRACTION",
@@ -79,25 +83,28 @@ Leave = Callable[[Any], None]
 
 
 def _enter(context: Any) -> Any:
-    """Publish the incoming deadline (minus margin) to the context; a reset token or None."""
+    """Publish the incoming deadline (minus margin) and trace context; tokens for ``_leave``."""
+    traced = attach_incoming(context.invocation_metadata())
     remaining = context.time_remaining()
     if remaining is None or remaining > NO_DEADLINE_ABOVE:
-        return None
+        return None, traced
     end = _monotonic() + remaining * (1.0 - MARGIN_FRACTION) - MARGIN_SECONDS
     outer = _get()
     if outer is not None and outer < end:
         end = outer
-    return _set(end)
+    return _set(end), traced
 
 
-def _leave(token: Any) -> None:
-    if token is not None:
+def _leave(tokens: Any) -> None:
+    deadline, traced = tokens
+    if deadline is not None:
         # try/except, not contextlib.suppress: this runs on every call, and
         # building a context manager costs more than the rest of the wrapper.
         try:  # noqa: SIM105
-            _reset(token)
+            _reset(deadline)
         except ValueError:  # finished in another context (a generator closed elsewhere)
             pass
+    detach(traced)
 
 
 def _bearer(context: Any) -> str | None:

@@ -19,6 +19,7 @@ from ._channels import ReadyChannel, open_channel
 from ._config import USE_CLIENT_DEFAULT, Timeout
 from ._exceptions import budget_spent_error
 from ._pages import Page
+from ._tracing import CallTrace
 
 __all__ = ["Client"]
 
@@ -99,29 +100,37 @@ class Client(_BaseClient):
         fn = self._channel.stubs()[method.name]
         metadata = self._call_metadata(metadata) if metadata else self._metadata
         policy = self._policy
+        trace = CallTrace(method)
         attempts = 0
-        while True:
-            remaining = None
-            if end is not None:
-                remaining = end - _monotonic()
-                if remaining <= 0:
-                    raise budget_spent_error(method.name)
-            attempts += 1
-            policy.before(method, attempts)
-            try:
-                result: _T = fn(
-                    request,
-                    timeout=remaining,
-                    metadata=metadata,
-                    wait_for_ready=self._wait_for_ready,
-                    credentials=self._forwarded(),
-                )
-            except grpc.RpcError as exc:
-                pause = policy.failed(exc, method, request, attempts, end)
-            else:
-                policy.succeeded()
-                return result
-            time.sleep(pause)
+        try:
+            while True:
+                remaining = None
+                if end is not None:
+                    remaining = end - _monotonic()
+                    if remaining <= 0:
+                        raise budget_spent_error(method.name)
+                attempts += 1
+                policy.before(method, attempts)
+                try:
+                    result: _T = fn(
+                        request,
+                        timeout=remaining,
+                        metadata=trace.attempt(metadata, attempts),
+                        wait_for_ready=self._wait_for_ready,
+                        credentials=self._forwarded(),
+                    )
+                except grpc.RpcError as exc:
+                    trace.attempt_ended(exc.code().value[0])
+                    pause = policy.failed(exc, method, request, attempts, end)
+                else:
+                    trace.attempt_ended(0)
+                    policy.succeeded()
+                    trace.ended()
+                    return result
+                time.sleep(pause)
+        except BaseException as exc:
+            trace.ended(exc)
+            raise
 
     def _pages(
         self,

@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -32,7 +32,7 @@ from grpc_reflection.v1alpha import reflection
 
 from microposts_client import method_table
 
-from . import tls
+from . import tls, tracing
 from .auth import KEY_CHECK_INTERVAL, JwtAuthenticator, build_authenticator
 from .config import ConfigError, Settings
 from .health import Health
@@ -41,7 +41,7 @@ from .metrics import Metrics, serve_metrics
 from .overload import Admission, Policy, Reason, make_server
 from .overload.gated import TESTED_GRPC
 from .page_tokens import PageTokens
-from .rpc import DeadlinePolicy, add_services
+from .rpc import DeadlinePolicy, Pipeline, add_services
 from .service import Service
 from .servicers import Servicers
 from .store import Store, open_store, redact_url
@@ -78,6 +78,7 @@ class App:
     gated: bool  # whether admission sees the calls (grpc.aio internals found)
     fd_limit: int = 0
     authenticator: JwtAuthenticator | None = None
+    tracer_provider: Any = None  # OpenTelemetry's, when tracing is on (flushed on stop)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _metrics_server: asyncio.Server | None = None
 
@@ -154,6 +155,9 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.store.close()
+        if self.tracer_provider is not None:
+            # The last calls' spans go out before the process does.
+            await asyncio.to_thread(self.tracer_provider.shutdown)
         turned_away = admission.stats.rejected[Reason.DRAINING]
         log.info(
             "stopped",
@@ -220,21 +224,25 @@ def _in_use(address: str) -> bool:
     return False
 
 
+# The one assembly function: it names every part of the server once, in the
+# order they depend on one another, which is why it is a little over 50 lines.
 async def build_app(
-    settings: Settings, *, store: Store | None = None, call_log_stream: TextIO | None = None
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    call_log_stream: TextIO | None = None,
+    tracer_provider: Any = None,
 ) -> App:
     """Builds the whole server.
 
-    ``store`` replaces the one named in settings and ``call_log_stream`` the
-    per-call log's stream (stderr): both for tests.
+    ``store`` replaces the one named in settings, ``call_log_stream`` the
+    per-call log's stream (stderr), and ``tracer_provider`` the OpenTelemetry
+    provider the ``OTEL_*`` variables configure (``tracing.py``; off when
+    they ask for nothing): all three for tests.
     """
-    if store is None:
-        store = await open_store(
-            settings.store, durability=settings.durability, pool_size=settings.pool_size
-        )
-    service = Service(
-        store, PageTokens(await store.page_token_key()), request_ttl=settings.request_id_ttl
-    )
+    if tracer_provider is None:
+        tracer_provider = tracing.provider_from_env()
+    store, service = await _open_service(settings, store)
     fd_limit, _hard = raise_fd_limit()
     metrics = Metrics()
     admission = Admission(
@@ -244,33 +252,21 @@ async def build_app(
     metrics.extra.append(lambda: admission.stats.render(admission))
     health_servicer = health_aio.HealthServicer()
     app_health = Health(health_servicer, services(), store, settings.health_interval)
-    policy = DeadlinePolicy(max_deadline=settings.max_deadline, min_deadline=settings.min_deadline)
-    call_log = CallLog(settings.log_level, call_log_stream)
     try:
-        authenticator = await _authenticator(settings)
-        handlers = Servicers(service).handlers()
-        client_certificates = bool(settings.tls_client_ca)
-        add_services(
-            server,
-            handlers,
-            policy,
+        pipeline = Pipeline(
+            DeadlinePolicy(max_deadline=settings.max_deadline, min_deadline=settings.min_deadline),
             metrics,
-            call_log,
-            authenticator,
-            client_certificates,
+            CallLog(settings.log_level, call_log_stream),
+            authenticator=await _authenticator(settings),
+            client_certificates=bool(settings.tls_client_ca),
             store_failed=app_health.write_failed,
+            tracer=None if tracer_provider is None else tracer_provider.get_tracer(__package__),
         )
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        if settings.reflection == "on":
-            reflection.enable_server_reflection(
-                (*services(), health.SERVICE_NAME, reflection.SERVICE_NAME), server
-            )
-        port = _bind(server, settings)
+        port = _register(server, settings, Servicers(service), pipeline, health_servicer)
     except BaseException:
         await store.close()
         raise
-    host = settings.address.rpartition(":")[0]
-    address = f"{host}:{port}"
+    address = f"{settings.address.rpartition(':')[0]}:{port}"
     return App(
         settings,
         server,
@@ -281,8 +277,36 @@ async def build_app(
         admission,
         gated,
         fd_limit,
-        authenticator,
+        pipeline.authenticator,
+        tracer_provider,
     )
+
+
+async def _open_service(settings: Settings, store: Store | None) -> tuple[Store, Service]:
+    """The store (the one given, or the one settings name) and the use cases on it."""
+    if store is None:
+        store = await open_store(
+            settings.store, durability=settings.durability, pool_size=settings.pool_size
+        )
+    tokens = PageTokens(await store.page_token_key())
+    return store, Service(store, tokens, request_ttl=settings.request_id_ttl)
+
+
+def _register(
+    server: grpc.aio.Server,
+    settings: Settings,
+    servicers: Servicers,
+    pipeline: Pipeline,
+    health_servicer: Any,
+) -> int:
+    """Our services through the pipeline, health, reflection (unless off); binds; the port."""
+    add_services(server, servicers.handlers(), pipeline)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.reflection == "on":
+        reflection.enable_server_reflection(
+            (*services(), health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+    return _bind(server, settings)
 
 
 async def _authenticator(settings: Settings) -> JwtAuthenticator | None:

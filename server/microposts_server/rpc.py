@@ -33,6 +33,11 @@ it the call's request body has arrived (``overload.handler_started``):
 8. ``record``: the metrics and one structured log line (method, code,
    duration, request id, peer, caller, the deadline the caller sent, the time
    left at the end, store time and calls).
+
+With tracing configured (``tracing.py``, the standard ``OTEL_*`` variables),
+each call is also one OpenTelemetry SERVER span, child of the caller's
+``traceparent``, with the same facts as attributes; with tracing off there is
+no span code on the call's path at all.
 """
 
 from __future__ import annotations
@@ -42,13 +47,15 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
 from microposts_client import NO_DEADLINE_ABOVE, DeadlineInterceptor, MethodInfo
+from microposts_client._tracing import end_server_span, start_server_span
 
 from . import deadlines, domain
 from .auth import JwtAuthenticator
@@ -65,6 +72,7 @@ REQUEST_ID_HEADER = "x-request-id"
 AUTHORIZATION_HEADER = "authorization"
 
 Context = grpc.aio.ServicerContext[bytes, bytes]
+Metadata = Sequence[tuple[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +119,9 @@ def budget_of(context: Context, cap: float, now: float) -> deadlines.Budget:
     return deadlines.Budget(now, now + (left if left < cap else cap), left)
 
 
-def request_id_of(context: Context, ids: _RequestIds) -> str:
+def request_id_of(metadata: Metadata | None, ids: _RequestIds) -> str:
     """Step 2: the caller's ``x-request-id`` (at most 100 characters), or a new one."""
-    for key, value in context.invocation_metadata() or ():
+    for key, value in metadata or ():
         if key == REQUEST_ID_HEADER:
             request_id = str(value)[:100]
             if request_id:
@@ -195,67 +203,107 @@ def failure_of(
     return internal(request_id)
 
 
-def build_handler(
-    method: MethodInfo,
-    handler: Handler,
-    policy: DeadlinePolicy,
-    metrics: Metrics,
-    ids: _RequestIds,
-    call_log: CallLog,
-    authenticator: JwtAuthenticator | None = None,
-    client_certificates: bool = False,
-    store_failed: Callable[[domain.StoreFailed], None] | None = None,
-) -> grpc.RpcMethodHandler[bytes, bytes]:
-    """Wraps one servicer method in the whole pipeline; called once per method.
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """What every method's pipeline shares: policies, sinks, and the optional steps.
 
     ``authenticator``: ``--auth jwt`` is on; ``client_certificates``: mTLS is,
-    and the log names callers by their certificate when no token names them.
+    and the log names callers by their certificate when no token names them;
+    ``store_failed``: told of a store failure that lasts (health follows it);
+    ``tracer``: an OpenTelemetry tracer when tracing is configured (one SERVER
+    span per call), ``None`` when it is off (no per-call cost at all).
     """
+
+    policy: DeadlinePolicy
+    metrics: Metrics
+    call_log: CallLog
+    authenticator: JwtAuthenticator | None = None
+    client_certificates: bool = False
+    store_failed: Callable[[domain.StoreFailed], None] | None = None
+    tracer: Any = None
+    ids: _RequestIds = field(default_factory=_RequestIds)
+
+    def record(self, call: _Call, code: str, who: str | None, peer: str) -> None:
+        """Step 8: metrics, the call's log line, and its span's end."""
+        now = time.monotonic()
+        took = now - call.start
+        budget = call.budget
+        self.metrics.observe(call.method.name, code, took)
+        if self.call_log.enabled:
+            left = budget.deadline - now
+            self.call_log.call(
+                call.method.path, code, took, call.request_id, peer, budget, left, who
+            )
+        if call.span is not None:
+            end_server_span(call.span, _STATUS[code], trace_attributes(budget, now))
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call on its way through the pipeline."""
+
+    method: MethodInfo
+    start: float
+    budget: deadlines.Budget
+    request_id: str
+    span: Any
+
+
+_STATUS = {code.name: code.value[0] for code in grpc.StatusCode}
+
+
+def trace_attributes(budget: deadlines.Budget, now: float) -> dict[str, Any]:
+    """The span attributes of a call's budget: what the caller sent, what was left, store time."""
+    attributes: dict[str, Any] = {
+        "microposts.left_ms": round((budget.deadline - now) * 1000, 1),
+        "microposts.store_ms": round(budget.store_seconds * 1000, 3),
+        "microposts.store_calls": budget.store_calls,
+    }
+    if budget.sent is not None:
+        attributes["microposts.deadline_ms"] = round(budget.sent * 1000, 1)
+    return attributes
+
+
+def build_handler(
+    method: MethodInfo, handler: Handler, pipeline: Pipeline
+) -> grpc.RpcMethodHandler[bytes, bytes]:
+    """Wraps one servicer method in the whole pipeline; called once per method."""
     name = method.name
     path = method.path
     request_type = method.request_type
-    minimum = policy.minimum(name)
-    cap = policy.max_deadline
+    minimum = pipeline.policy.minimum(name)
+    cap = pipeline.policy.max_deadline
+    metrics = pipeline.metrics
+    authenticator = pipeline.authenticator
+    certificates = pipeline.client_certificates
+    tracer = pipeline.tracer
     monotonic = time.monotonic
-
-    def record(
-        code: str,
-        start: float,
-        budget: deadlines.Budget,
-        request_id: str,
-        peer: str,
-        who: str | None,
-    ) -> None:
-        """Step 8: metrics and the call's log line."""
-        now = monotonic()
-        metrics.observe(name, code, now - start)
-        if call_log.enabled:
-            left = budget.deadline - now
-            call_log.call(path, code, now - start, request_id, peer, budget, left, who)
 
     async def handle(raw: bytes, context: Context) -> bytes:
         handler_started()
         start = monotonic()
+        metadata: Any = context.invocation_metadata()  # pairs; grpc-stubs types it otherwise
+        span = None if tracer is None else start_server_span(tracer, path, metadata)
         budget = budget_of(context, cap, start)
-        request_id = request_id_of(context, ids)
+        call = _Call(method, start, budget, request_id_of(metadata, pipeline.ids), span)
         code = "OK"
         caller = domain.UNRESTRICTED
-        who = certificate_subject(context) if client_certificates else None
+        who = certificate_subject(context) if certificates else None
         try:
-            admit(budget, name, minimum, metrics)
+            admit(call.budget, name, minimum, metrics)
             if authenticator is not None:
                 caller = await authenticate(context, authenticator)
                 who = caller.username
-            response = await run(handler, decode(request_type, raw), caller, budget)
+            response = await run(handler, decode(request_type, raw), caller, call.budget)
             return response.SerializeToString()
         except asyncio.CancelledError:
-            code = "DEADLINE_EXCEEDED" if budget.expired() else "CANCELLED"
+            code = "DEADLINE_EXCEEDED" if call.budget.expired() else "CANCELLED"
             raise
         except Exception as exc:
-            failure = failure_of(exc, budget, name, request_id, store_failed)
+            failure = failure_of(exc, call.budget, name, call.request_id, pipeline.store_failed)
             code = failure.code.name
         finally:
-            record(code, start, budget, request_id, context.peer(), who)
+            pipeline.record(call, code, who, context.peer())
         await context.abort(failure.code, failure.message, trailing_metadata=failure.trailers())
         raise AssertionError("abort returned")  # pragma: no cover
 
@@ -263,38 +311,19 @@ def build_handler(
 
 
 def add_services(
-    server: grpc.aio.Server,
-    handlers: list[tuple[MethodInfo, Handler]],
-    policy: DeadlinePolicy,
-    metrics: Metrics,
-    call_log: CallLog,
-    authenticator: JwtAuthenticator | None = None,
-    client_certificates: bool = False,
-    store_failed: Callable[[domain.StoreFailed], None] | None = None,
+    server: grpc.aio.Server, handlers: list[tuple[MethodInfo, Handler]], pipeline: Pipeline
 ) -> None:
-    """Registers every method, each wrapped once (see ``build_handler`` for the last two).
+    """Registers every method, each wrapped once in the pipeline.
 
     Each handler is also wrapped, once, by ``DeadlineInterceptor.wrap`` so that
     calls a handler makes through ``microposts_client`` inherit the caller's
     deadline; installed as a grpc.aio interceptor instead, the same wrapper
     would cost ~30 us a call in grpc.aio's interceptor dispatch.
     """
-    ids = _RequestIds()
     propagate = DeadlineInterceptor()
     by_service: dict[str, dict[str, grpc.RpcMethodHandler[bytes, bytes]]] = {}
     for method, handler in handlers:
-        by_service.setdefault(method.service, {})[method.name] = propagate.wrap(
-            build_handler(
-                method,
-                handler,
-                policy,
-                metrics,
-                ids,
-                call_log,
-                authenticator,
-                client_certificates,
-                store_failed,
-            )
-        )
+        wrapped = propagate.wrap(build_handler(method, handler, pipeline))
+        by_service.setdefault(method.service, {})[method.name] = wrapped
     for service, methods in by_service.items():
         server.add_registered_method_handlers(service, methods)  # type: ignore[attr-defined]
