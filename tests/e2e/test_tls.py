@@ -50,7 +50,8 @@ def refused(result: Any) -> bool:
 
 def grpcurl(srv: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [GRPCURL, *args, srv.address, "grpc.health.v1.Health/Check"],
+        # A refused handshake would otherwise wait out grpcurl's 10 s default.
+        [GRPCURL, "-connect-timeout", "3", *args, srv.address, "grpc.health.v1.Health/Check"],
         capture_output=True,
         text=True,
         timeout=30,
