@@ -14,6 +14,24 @@ What is counted, and how honestly:
   second on a connection of its own, same 200 ms deadline) calls alongside and
   records each call's status and time: p50/p99 of its OK calls, and of its
   failed ones (what a caller waits to learn it was turned away).
+- **Like for like**: the probe also runs beside every closed-loop peak run,
+  and the latency target ("OK p99 under overload ≤ 2x the p99 at peak") is
+  the probe's p99 over the probe's p99: both include the probe's own client
+  time. h2load's own p99 at peak is shown in its column, not judged. The
+  goodput target's base, the peak's req/s, is h2load's, with the probe beside
+  it as in the open-loop runs.
+- **Two peaks**: *the peak* (the strict one) is closed loop with the
+  throughput scenario's load (``--clients x --streams``, 32 calls in flight
+  by default); it sets the offered rates and is what the targets are judged
+  against. The open-loop runs put up to *connections x the server's stream
+  bound* calls in the server (8 connections: 64 calls; 64: 512), so each
+  connection count also gets a closed-loop peak from that many connections
+  (``-c N -m <the MicroPosts server's --max-concurrent-streams>``): *the
+  same-connections peak*. The targets column gives the OK p99 ratio against
+  both; the second says how much of the latency is the calls in flight
+  (Little's law) rather than the overload. The echo has no stream bound
+  (h2load's 100 per connection binds in its open-loop runs), so its
+  same-connections peaks do not hold the same calls as its open-loop runs.
 - **Open loop, as far as it goes**: h2load issues ``--rps`` per connection,
   but a request it cannot start because the connection's streams are all in
   use (the server's bound, ``--max-concurrent-streams``) waits in h2load,
@@ -48,12 +66,13 @@ from bench.rejecting import POINTS
 from bench.runs import ECHO, Bench, Plan, Scenario, Servers, Target
 
 LEVELS = ((2, 8), (4, 8), (2, 64), (4, 64))  # (times the peak, connections)
+CONNECTIONS = tuple(sorted({c for _, c in LEVELS}))  # each gets a same-connections peak
 DEADLINE = "200m"
 DEADLINE_S = 0.2
 STREAMS = 100  # h2load's own bound per connection: high, so the server's is the one that binds
 PROBE_RATE = 50.0  # calls per second
 GOODPUT = report.Budget(0.9)
-OK_P99 = report.Budget(2.0, at_least=False)  # x the p99 at peak
+OK_P99 = report.Budget(2.0, at_least=False)  # x the probe's p99 at peak
 REJECT_P99_MS = 10.0
 CALLERS = 32  # AsyncClient callers, 8 per client (the server's streams per connection)
 CALLER_TIMEOUT = 0.1
@@ -62,7 +81,8 @@ CALLER_TIMEOUT = 0.1
 def plan(bench: Bench) -> Plan:
     """Peaks, the levels, the rejection points, the two Python runs; ``--repeats`` rounds."""
     a = bench.args
-    runs = 2 * (1 + len(LEVELS)) * a.repeats + len(POINTS) + 1 + 2
+    rounds = 2 * (1 + len(CONNECTIONS) + len(LEVELS)) * a.repeats
+    runs = rounds + len(POINTS) + 1 + 2
     return Plan(runs, runs * (a.duration + 1.5))
 
 
@@ -117,6 +137,50 @@ class Probe:
 
 
 @dataclass
+class Seen:
+    """What the probe saw in one row's runs, all runs together."""
+
+    ok_ms: list[float] = field(default_factory=list)
+    failed_ms: list[float] = field(default_factory=list)
+    codes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, probe: Probe) -> None:
+        """One run's calls."""
+        self.ok_ms += [s * 1000 for s in probe.times(ok=True)]
+        self.failed_ms += [s * 1000 for s in probe.times(ok=False)]
+        self.codes.update(code for code, _ in probe.results)
+
+    @property
+    def ok_p99(self) -> float:
+        """p99 of the OK calls' times, in ms (NaN if there were none)."""
+        return _pct(self.ok_ms, 0.99)
+
+    def cells(self) -> list[str]:
+        """The table's probe columns: OK p50, OK p99, failed p50, failed p99, calls by status."""
+
+        def pair(ms: list[float]) -> list[str]:
+            return [report.fmt_ms(_pct(ms, q)) for q in (0.5, 0.99)] if ms else ["—", "—"]
+
+        codes = ", ".join(f"{n} {code}" for code, n in self.codes.most_common())
+        return [*pair(self.ok_ms), *pair(self.failed_ms), codes]
+
+
+@dataclass
+class Peak:
+    """A closed-loop peak on one server: h2load's runs, and the probe beside them."""
+
+    target: Target  # its own (see _fresh): a failure here leaves the other rows alone
+    load: h2load.Load
+    seen: Seen = field(default_factory=Seen)
+    cores: list[float] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        """h2load's calls per second, median of the runs (0 if none succeeded)."""
+        return self.target.series.rps if self.target.series.runs else 0.0
+
+
+@dataclass
 class Level:
     """One load level on one server, its runs' numbers."""
 
@@ -127,9 +191,16 @@ class Level:
     ok: list[float] = field(default_factory=list)
     refused: list[int] = field(default_factory=list)
     cores: list[float] = field(default_factory=list)
-    ok_ms: list[float] = field(default_factory=list)  # probe: OK times, all runs
-    failed_ms: list[float] = field(default_factory=list)  # probe: failed times, all runs
-    codes: Counter[str] = field(default_factory=Counter)
+    seen: Seen = field(default_factory=Seen)
+
+
+@dataclass
+class Rows:
+    """One server's part of the table: its peak, its same-connections peaks, its levels."""
+
+    peak: Peak
+    same: dict[int, Peak]  # by connections
+    levels: list[Level]
 
 
 def run(bench: Bench, servers: Servers) -> str:
@@ -141,20 +212,36 @@ def run(bench: Bench, servers: Servers) -> str:
     if get is not None:
         get = _fresh(get)
         pairs.append(("MicroPosts GetMicropost", get))
-    peaks = {label: _peak(bench, t) for label, t in pairs}
-    levels = {label: [Level(k, c, k * peaks[label][0]) for k, c in LEVELS] for label, _ in pairs}
+    bound = _stream_bound(a)
+    rows: dict[str, Rows] = {}
+    for label, t in pairs:
+        # The peak comes first: it sets the rates the levels offer.
+        peak = Peak(t, h2load.Load(a.clients, a.streams, a.duration, "10S"))
+        for r in range(1, a.repeats + 1):
+            bench.progress.step(
+                f"overload: peak of {label} {r}/{a.repeats} ({peak.load})", a.duration
+            )
+            _closed(bench, peak)
+        same = {c: Peak(_fresh(t), h2load.Load(c, bound, a.duration, "10S")) for c in CONNECTIONS}
+        rows[label] = Rows(peak, same, [Level(k, c, k * peak.rps) for k, c in LEVELS])
     for r in range(1, a.repeats + 1):
         for label, t in pairs:
-            for level in levels[label]:
+            for c in CONNECTIONS:
+                closed = rows[label].same[c]
                 bench.progress.step(
-                    f"overload {r}/{a.repeats}: {label} at {level.times_peak}x "
-                    f"from {level.clients} connections",
-                    a.duration,
+                    f"overload {r}/{a.repeats}: {label}, closed loop {closed.load}", a.duration
                 )
-                _measure(bench, t, level)
-    parts = [_levels_section(a, pairs, peaks, levels), _rejection_section(bench, pairs)]
+                _closed(bench, closed)
+                for level in (lv for lv in rows[label].levels if lv.clients == c):
+                    bench.progress.step(
+                        f"overload {r}/{a.repeats}: {label} at {level.times_peak}x "
+                        f"from {level.clients} connections",
+                        a.duration,
+                    )
+                    _measure(bench, t, level)
+    parts = [_levels_section(a, rows), _rejection_section(bench, pairs)]
     if get is not None:
-        parts.append(_callers_section(bench, get, peaks["MicroPosts GetMicropost"][0]))
+        parts.append(_callers_section(bench, get, rows["MicroPosts GetMicropost"].peak.rps))
     return "\n\n".join(p for p in parts if p)
 
 
@@ -162,20 +249,33 @@ def _fresh(t: Target) -> Target:
     return Target(t.label, t.server, t.scenario, t.body, t.frame_bytes)
 
 
-def _peak(bench: Bench, t: Target) -> tuple[float, float]:
-    """Closed-loop req/s and p99 (ms), the throughput scenario's load, median of the rounds.
+def _stream_bound(a: argparse.Namespace) -> int:
+    """The MicroPosts server's ``--max-concurrent-streams`` as the bench starts it."""
+    from microposts_server import config
 
-    The runs also go into the target's own series, for its CPU per call.
+    try:
+        return config.parse(["--address", "127.0.0.1:0", *a.server_arg]).max_concurrent_streams
+    except config.ConfigError:  # the server will not start either; its rows say so
+        return config.Settings().max_concurrent_streams
+
+
+def _closed(bench: Bench, peak: Peak) -> None:
+    """One closed-loop run with the probe beside it.
+
+    Into the target's series, whose CPU per call the rejection costs are
+    compared with: the probe's calls are served too, so they are counted in.
     """
-    a = bench.args
-    load = h2load.Load(a.clients, a.streams, a.duration, "10S")
-    series = t.series
-    for r in range(1, a.repeats + 1):
-        bench.progress.step(f"overload: peak of {t.label} {r}/{a.repeats} ({load})", a.duration)
-        bench.measure(t, load, series)
-    if not series.runs:
-        return 0.0, 0.0
-    return series.rps, series.p99_ms
+    t = peak.target
+    runs = len(t.series.runs)
+    cpu = t.server.cpu_seconds()
+    with Probe(t.server.address, t.scenario) as probe:
+        bench.measure(t, peak.load)
+    if len(t.series.runs) == runs:
+        return
+    peak.cores.append((t.server.cpu_seconds() - cpu) / bench.args.duration)
+    done = t.series.runs[-1].done
+    t.series.cpu[-1] *= done / (done + len(probe.results))
+    peak.seen.add(probe)
 
 
 def _measure(bench: Bench, t: Target, level: Level) -> None:
@@ -200,9 +300,7 @@ def _measure(bench: Bench, t: Target, level: Level) -> None:
     level.answered.append(result.done / a.duration)
     level.ok.append(result.data_bytes // t.frame_bytes[1] / a.duration)
     level.refused.append(result.refused)
-    level.ok_ms += [s * 1000 for s in probe.times(ok=True)]
-    level.failed_ms += [s * 1000 for s in probe.times(ok=False)]
-    level.codes.update(code for code, _ in probe.results)
+    level.seen.add(probe)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -210,54 +308,83 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
-def _levels_section(
-    a: argparse.Namespace,
-    pairs: list[tuple[str, Target]],
-    peaks: dict[str, tuple[float, float]],
-    levels: dict[str, list[Level]],
-) -> str:
-    header = [
-        "server", "load", "offered/s", "answered/s", "OK/s", f"{report.TIMES} peak",
-        "OK p50 ms", "OK p99 ms", "failed p50 ms", "failed p99 ms", "probe's calls",
-        "server cores", "targets",
-    ]  # fmt: skip
-    rows = []
-    for label, _t in pairs:
-        peak, peak_p99 = peaks[label]
-        rows.append([label, "peak (closed loop)", "", report.fmt_rps(peak), "", report.ratio(1.0),
-                     "", report.fmt_ms(peak_p99), "", "", "", "", ""])  # fmt: skip
-        for level in levels[label]:
-            rows.append(_level_row(label, level, peak, peak_p99, label != ECHO))
+HEADER = [
+    "server", "load", "offered/s", "answered/s", "OK/s", f"{report.TIMES} peak",
+    "probe OK p50 ms", "probe OK p99 ms", "probe failed p50 ms", "probe failed p99 ms",
+    "probe's calls", "h2load p99 ms", "server cores", "targets",
+]  # fmt: skip
+
+
+def _levels_section(a: argparse.Namespace, rows: dict[str, Rows]) -> str:
+    lines = []
+    for label, r in rows.items():
+        base = r.peak.rps
+        lines.append(_peak_row(label, f"peak: closed loop {_flags(r.peak)}", r.peak, base))
+        for c in CONNECTIONS:
+            same = r.same[c]
+            lines.append(_peak_row(label, f"closed loop {_flags(same)}", same, base))
+            for level in (lv for lv in r.levels if lv.clients == c):
+                lines.append(_level_row(label, level, r.peak, same, label != ECHO))
     head = (
         "### Overload\n\nOpen loop with h2load `--rps`, every call with a "
         f"{DEADLINE_S * 1000:.0f} ms deadline, {a.duration:g} s runs, median of {a.repeats} "
-        "(the probe's times: all runs "
-        f"together). OK/s is counted from reply bodies; the probe (~{PROBE_RATE:.0f} calls/s on "
-        "its own connection) gives the times of OK and failed calls; the peak's p99 is h2load's. "
-        "Targets (MicroPosts): goodput "
-        f"≥ {GOODPUT.limit:.1f}{report.TIMES} peak, OK p99 ≤ {OK_P99.limit:.0f}{report.TIMES} "
-        "the peak's p99, failed p99 "
-        f"≤ {REJECT_P99_MS:.0f} ms. How to read answered vs offered: see the module docstring "
-        "of `bench/overload.py` and the notes below.\n\n"
+        "(the probe's times: all runs together). OK/s is counted from reply bodies; the probe "
+        f"(~{PROBE_RATE:.0f} calls/s on its own connection, {DEADLINE_S * 1000:.0f} ms deadline) "
+        "runs beside every run, closed loop too, and gives the times of OK and failed calls. "
+        "*The peak* (the first row of each server, closed loop with the throughput load) sets "
+        "the offered rates and the targets' base; each connection count also has a closed-loop "
+        "run from that many connections, as many streams each as the server's bound: *the same "
+        "connections' peak*. Targets (MicroPosts): goodput "
+        f"≥ {GOODPUT.limit:.1f}{report.TIMES} the peak; the probe's OK p99 ≤ "
+        f"{OK_P99.limit:.0f}{report.TIMES} its OK p99 at the peak (judged), and at the same "
+        f"connections' peak (shown); failed p99 ≤ {REJECT_P99_MS:.0f} ms. h2load's own p99 is "
+        "shown for the closed-loop runs and not judged. How to read answered vs offered: see "
+        "the module docstring of `bench/overload.py` and the notes below.\n\n"
     )
-    return head + report.table(header, rows, [False, False, *[True] * 10, False])
+    return head + report.table(HEADER, lines, [False, False, *[True] * 11, False])
 
 
-def _level_row(label: str, level: Level, peak: float, peak_p99: float, judged: bool) -> list[str]:
+def _flags(peak: Peak) -> str:
+    return f"-c{peak.load.clients} -m{peak.load.streams}"
+
+
+def _peak_row(label: str, load: str, peak: Peak, base: float) -> list[str]:
+    s = peak.target.series
+    if not s.runs:
+        return [label, load, "", "failed", *[""] * (len(HEADER) - 5), peak.target.error]
+    return [
+        label,
+        load,
+        "",
+        report.fmt_rps(peak.rps),
+        report.fmt_rps(peak.rps),  # closed loop: every call was checked OK (bench.h2load.run)
+        report.ratio(peak.rps / base) if base else "—",
+        *peak.seen.cells(),
+        report.fmt_ms(s.p99_ms),
+        f"{statistics.median(peak.cores):.2f}" if peak.cores else "—",
+        "",
+    ]
+
+
+def _level_row(label: str, level: Level, peak: Peak, same: Peak, judged: bool) -> list[str]:
     load = f"{level.times_peak}{report.TIMES} from {level.clients} conns"
     if not level.ok:
         return [label, load, report.fmt_rps(level.offered), "—", "—", "—"]
     ok = statistics.median(level.ok)
-    ratio = ok / peak if peak else 0.0
-    ok_p99, failed_p99 = _pct(level.ok_ms, 0.99), _pct(level.failed_ms, 0.99)
-    codes = ", ".join(f"{n} {code}" for code, n in level.codes.most_common())
+    ratio = ok / peak.rps if peak.rps else 0.0
+    seen = level.seen
     verdicts = []
     if judged:
         verdicts.append(f"goodput {GOODPUT.verdict(ratio)}")
-        if peak_p99 and level.ok_ms:
-            verdicts.append(f"OK p99 {OK_P99.verdict(ok_p99 / peak_p99)}")
-        if level.failed_ms:
-            met = failed_p99 <= REJECT_P99_MS
+        p99 = []
+        for name, base in (("the peak's", peak), ("same conns'", same)):
+            if seen.ok_ms and base.seen.ok_ms:
+                times = seen.ok_p99 / base.seen.ok_p99
+                p99.append(f"{report.ratio(times)} {name} ({OK_P99.verdict(times)})")
+        if p99:
+            verdicts.append("OK p99 " + ", ".join(p99))
+        if seen.failed_ms:
+            met = _pct(seen.failed_ms, 0.99) <= REJECT_P99_MS
             verdicts.append(f"failed ≤ {REJECT_P99_MS:.0f} ms: {'met' if met else 'MISSED'}")
     return [
         label,
@@ -266,11 +393,8 @@ def _level_row(label: str, level: Level, peak: float, peak_p99: float, judged: b
         report.fmt_rps(statistics.median(level.answered)),
         report.fmt_rps(ok),
         report.ratio(ratio),
-        report.fmt_ms(_pct(level.ok_ms, 0.5)),
-        report.fmt_ms(ok_p99),
-        report.fmt_ms(_pct(level.failed_ms, 0.5)) if level.failed_ms else "—",
-        report.fmt_ms(failed_p99) if level.failed_ms else "—",
-        codes,
+        *seen.cells(),
+        "",
         f"{statistics.median(level.cores):.2f}",
         "; ".join(verdicts),
     ]
