@@ -26,7 +26,7 @@ from ._channels import LoopChannel, open_aio_channel
 from ._config import USE_CLIENT_DEFAULT, Timeout
 from ._exceptions import budget_spent_error
 from ._pages import Page
-from ._tracing import CallTrace
+from ._tracing import start as start_trace
 
 __all__ = ["AsyncClient"]
 
@@ -112,7 +112,7 @@ class AsyncClient(_BaseClient):
         fn = self._channel.stubs()[method.name]
         metadata = self._call_metadata(metadata) if metadata else self._metadata
         policy = self._policy
-        trace = CallTrace(method)
+        trace = start_trace(method)  # None: nothing to record or pass on
         attempts = 0
         try:
             while True:
@@ -127,21 +127,24 @@ class AsyncClient(_BaseClient):
                     result: _T = await fn(
                         request,
                         timeout=remaining,
-                        metadata=trace.attempt(metadata, attempts),
+                        metadata=metadata if trace is None else trace.attempt(metadata, attempts),
                         wait_for_ready=self._wait_for_ready,
                         credentials=self._forwarded(),
                     )
                 except grpc.RpcError as exc:
-                    trace.attempt_ended(exc.code().value[0])
+                    if trace is not None:
+                        trace.attempt_ended(exc.code().value[0])
                     pause = policy.failed(exc, method, request, attempts, end)
                 else:
-                    trace.attempt_ended(0)
                     policy.succeeded()
-                    trace.ended()
+                    if trace is not None:
+                        trace.attempt_ended(0)
+                        trace.ended()
                     return result
                 await asyncio.sleep(pause)
         except BaseException as exc:
-            trace.ended(exc)
+            if trace is not None:
+                trace.ended(exc)
             raise
 
     async def _pages(

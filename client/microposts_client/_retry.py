@@ -58,7 +58,7 @@ from ._exceptions import (
     map_rpc_error,
 )
 from ._methods import MethodInfo, retry_safe
-from ._throttle import ACCEPTED, AdaptiveThrottle, RetryBudget, RetryTokens, Throttle, verdict
+from ._throttle import AdaptiveThrottle, RetryBudget, RetryTokens, Throttle, verdict
 
 __all__ = ["DEFAULT_RETRY", "Retry"]
 
@@ -167,9 +167,9 @@ class CallPolicy:
     def succeeded(self) -> None:
         """An attempt returned OK."""
         if self.throttle is not None:
-            self.throttle.record(ACCEPTED)
+            self.throttle.accepted()
         if self.tokens is not None:
-            self.tokens.record(ACCEPTED, ok=True)
+            self.tokens.accepted()
 
     def failed(
         self,

@@ -119,6 +119,8 @@ class AdaptiveThrottle:
         self.draw = draw
         self.requests = [0] * self.BUCKETS
         self.accepts = [0] * self.BUCKETS
+        self.total_requests = 0  # sum(self.requests), kept as the buckets change
+        self.total_accepts = 0  # sum(self.accepts)
         self.epoch = int(clock() / self.span)
         self.dropped = 0
         """Calls this client failed locally, since it was created."""
@@ -128,27 +130,42 @@ class AdaptiveThrottle:
         epoch = int(self.clock() / self.span)
         if epoch != self.epoch:
             for e in range(max(self.epoch + 1, epoch - self.BUCKETS + 1), epoch + 1):
-                self.requests[e % self.BUCKETS] = 0
-                self.accepts[e % self.BUCKETS] = 0
+                bucket = e % self.BUCKETS
+                self.total_requests -= self.requests[bucket]
+                self.total_accepts -= self.accepts[bucket]
+                self.requests[bucket] = 0
+                self.accepts[bucket] = 0
             self.epoch = epoch
         return epoch % self.BUCKETS
 
     def rejection_probability(self) -> float:
         """The probability that the next call is failed locally."""
         self._advance()
-        requests = sum(self.requests)
+        requests = self.total_requests
         if requests < self.min_requests:
             return 0.0
-        return max(0.0, (requests - self.k * sum(self.accepts)) / (requests + 1))
+        return max(0.0, (requests - self.k * self.total_accepts) / (requests + 1))
 
     def allow(self) -> bool:
         """Whether to send the next call; one dropped here counts as a request."""
+        self._advance()
+        if self.total_requests <= self.k * self.total_accepts:
+            return True  # nothing to drop: the usual case, and on every call
         p = self.rejection_probability()
         if p > 0 and self.draw() < p:
             self.requests[self.epoch % self.BUCKETS] += 1
+            self.total_requests += 1
             self.dropped += 1
             return False
         return True
+
+    def accepted(self) -> None:
+        """A call sent after ``allow()`` was answered OK (``record(ACCEPTED)``, on every call)."""
+        bucket = self._advance()
+        self.requests[bucket] += 1
+        self.accepts[bucket] += 1
+        self.total_requests += 1
+        self.total_accepts += 1
 
     def record(self, outcome: str) -> None:
         """How a call sent after ``allow()`` ended (a ``verdict``); unanswered ones do not count."""
@@ -156,8 +173,10 @@ class AdaptiveThrottle:
             return
         bucket = self._advance()
         self.requests[bucket] += 1
+        self.total_requests += 1
         if outcome is ACCEPTED:
             self.accepts[bucket] += 1
+            self.total_accepts += 1
 
 
 class RetryTokens:
@@ -169,6 +188,11 @@ class RetryTokens:
         self.tokens = settings.max_tokens
         self.refused = 0
         """Retries this client did not make for want of tokens, since it was created."""
+
+    def accepted(self) -> None:
+        """An attempt was answered OK: a fraction of a token back (``record(ACCEPTED, True)``)."""
+        tokens = self.tokens + self.ratio
+        self.tokens = tokens if tokens < self.max_tokens else self.max_tokens
 
     def record(self, outcome: str, ok: bool) -> None:
         """One attempt's ``verdict``: a rejection takes a token, an OK puts a fraction back."""

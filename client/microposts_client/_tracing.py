@@ -25,6 +25,7 @@ one check (under a microsecond).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,7 +60,14 @@ try:
 except ImportError:  # pragma: no cover - the [otel] extra is not installed
     trace = None  # type: ignore[assignment]
 
-__all__ = ["CallTrace", "attach_incoming", "detach", "end_server_span", "start_server_span"]
+__all__ = [
+    "CallTrace",
+    "attach_incoming",
+    "detach",
+    "end_server_span",
+    "start",
+    "start_server_span",
+]
 
 _NAME = "microposts_client"
 TRACEPARENT = "traceparent"
@@ -70,22 +78,41 @@ TRACEPARENT = "traceparent"
 _SERVER_ERRORS = frozenset({2, 4, 12, 13, 14, 15})
 
 _tracer: Any = None
+_next_look = 0.0
+LOOK_EVERY = 1.0
+"""Seconds between looks for a tracer provider while there is none: the look
+itself (OpenTelemetry reads an environment variable each time) would cost a
+call more than the rest of the tracing code."""
 
 
 def tracer() -> Any:
     """The client's tracer once the application has set a tracer provider, else ``None``.
 
-    Looked up per call until a provider appears; the global provider is set
-    once, so from then on the answer stays.
+    Until a provider appears, looked for at most once a ``LOOK_EVERY``; the
+    global provider is set once, so from then on the answer stays.
     """
-    global _tracer
-    if (
-        _tracer is None
-        and trace is not None
-        and not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
-    ):
+    global _tracer, _next_look
+    if _tracer is not None or trace is None:
+        return _tracer
+    now = time.monotonic()
+    if now < _next_look:
+        return None
+    _next_look = now + LOOK_EVERY
+    if not isinstance(trace.get_tracer_provider(), ProxyTracerProvider):
         _tracer = trace.get_tracer(_NAME)
     return _tracer
+
+
+def start(method: MethodInfo) -> CallTrace | None:
+    """The trace of a call of ``method``; ``None`` when there is nothing to record or pass on.
+
+    ``None`` is the usual case without tracing (no provider, and no trace
+    context inherited from an incoming call), and costs the call next to
+    nothing: the client skips every tracing step.
+    """
+    if tracer() is None and (trace is None or not otel_context.get_current()):
+        return None
+    return CallTrace(method)
 
 
 def _rpc(service: str, method: str) -> dict[str, Any]:
@@ -114,10 +141,10 @@ class CallTrace:
 
     def attempt(self, metadata: Pairs | None, number: int) -> Pairs | None:
         """Opens attempt ``number``'s span; returns ``metadata`` with its ``traceparent``."""
-        if self._call is None:
-            if trace is None or not trace.get_current_span().get_span_context().is_valid:
+        if self._call is None:  # pass on a trace we do not record
+            if not trace.get_current_span().get_span_context().is_valid:
                 return metadata
-            return _with_context(metadata, None)  # pass on a trace we do not record
+            return _with_context(metadata, None)
         method = self._method
         attributes = _rpc(method.service, method.name)
         attributes["microposts.attempt"] = number
