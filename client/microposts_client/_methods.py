@@ -54,16 +54,14 @@ class MethodInfo:
     idempotency: IdempotencyLevel
     has_request_id: bool
     """The request has a top-level ``request_id`` field (AIP-155 idempotency key)."""
+    read: bool
+    """Declared free of side effects: a read, with the read default timeout (a field,
+    not a property: every call reads it)."""
 
     @property
     def path(self) -> str:
         """The HTTP/2 path of the method, ``/package.Service/Method``."""
         return f"/{self.service}/{self.name}"
-
-    @property
-    def read(self) -> bool:
-        """Declared free of side effects: a read, with the read default timeout."""
-        return self.idempotency is IdempotencyLevel.NO_SIDE_EFFECTS
 
     @property
     def python_name(self) -> str:
@@ -72,13 +70,15 @@ class MethodInfo:
 
 
 def _info(service: str, method: MethodDescriptor) -> MethodInfo:
+    idempotency = IdempotencyLevel(method.GetOptions().idempotency_level)
     return MethodInfo(
         service=service,
         name=method.name,
         request_type=message_factory.GetMessageClass(method.input_type),
         response_type=message_factory.GetMessageClass(method.output_type),
-        idempotency=IdempotencyLevel(method.GetOptions().idempotency_level),
+        idempotency=idempotency,
         has_request_id="request_id" in method.input_type.fields_by_name,
+        read=idempotency is IdempotencyLevel.NO_SIDE_EFFECTS,
     )
 
 

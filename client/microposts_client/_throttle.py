@@ -160,8 +160,13 @@ class AdaptiveThrottle:
         return True
 
     def accepted(self) -> None:
-        """A call sent after ``allow()`` was answered OK (``record(ACCEPTED)``, on every call)."""
-        bucket = self._advance()
+        """A call sent after ``allow()`` was answered OK (``record(ACCEPTED)``, on every call).
+
+        Counted in the bucket ``allow()`` last moved to rather than looking at
+        the clock again: a call that ends in the next bucket counts in the one
+        it began in, which the window does not notice.
+        """
+        bucket = self.epoch % self.BUCKETS
         self.requests[bucket] += 1
         self.accepts[bucket] += 1
         self.total_requests += 1
@@ -191,8 +196,9 @@ class RetryTokens:
 
     def accepted(self) -> None:
         """An attempt was answered OK: a fraction of a token back (``record(ACCEPTED, True)``)."""
-        tokens = self.tokens + self.ratio
-        self.tokens = tokens if tokens < self.max_tokens else self.max_tokens
+        if self.tokens < self.max_tokens:  # full, the usual case: nothing to do
+            tokens = self.tokens + self.ratio
+            self.tokens = tokens if tokens < self.max_tokens else self.max_tokens
 
     def record(self, outcome: str, ok: bool) -> None:
         """One attempt's ``verdict``: a rejection takes a token, an OK puts a fraction back."""
