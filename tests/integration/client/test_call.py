@@ -33,19 +33,21 @@ from microposts_client import (
     Unimplemented,
     method_table,
 )
+from tests.appserver import AppServer
 from tests.grpcservers import LoopThread, Scripted, start_aio_server
-from tests.serverproc import ServerProcess
 
 FAST = replace(DEFAULT_RETRY, initial_backoff=0.001, max_backoff=0.005)
 UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, ())
 
 
-def test_every_rpc_of_the_contract_through_call(microposts_server: ServerProcess) -> None:
-    called: list[str] = []
+def test_a_user_and_a_post_from_create_to_delete_through_call(
+    microposts_server: AppServer,
+) -> None:
+    # Each result checked as the typed methods would see it. Whether every RPC
+    # reaches the server through call() is the next test's, which names none.
     with Client(microposts_server.address) as client:
 
         def call(method: str, request: Any) -> Any:
-            called.append(method)
             response = client.call(method, request)
             assert type(response) is method_table()[method].response_type
             return response
@@ -80,10 +82,9 @@ def test_every_rpc_of_the_contract_through_call(microposts_server: ServerProcess
         assert updated.text == "edited"
         call("DeleteMicropost", mpb.DeleteMicropostRequest(name=post.name, etag=updated.etag))
         assert list(client.list_microposts(parent=dana.name)) == []
-    assert sorted(called) == sorted(method_table())
 
 
-def test_any_rpc_in_the_table_reaches_the_server(microposts_server: ServerProcess) -> None:
+def test_any_rpc_in_the_table_reaches_the_server(microposts_server: AppServer) -> None:
     # Knows no method by name: an RPC added to the contract is covered as it is added.
     with Client(microposts_server.address, retry=None) as client:
         for name, method in method_table().items():
@@ -96,7 +97,7 @@ def test_any_rpc_in_the_table_reaches_the_server(microposts_server: ServerProces
                 assert type(response) is method.response_type, name
 
 
-def test_call_raises_the_typed_errors(microposts_server: ServerProcess) -> None:
+def test_call_raises_the_typed_errors(microposts_server: AppServer) -> None:
     with Client(microposts_server.address) as client:
         with pytest.raises(NotFound) as missing:
             client.call("GetUser", upb.GetUserRequest(name="users/nobody_by_call"))
@@ -110,7 +111,7 @@ def test_call_raises_the_typed_errors(microposts_server: ServerProcess) -> None:
 
 
 def test_unknown_method_or_wrong_request_fails_before_sending(
-    microposts_server: ServerProcess,
+    microposts_server: AppServer,
 ) -> None:
     with Client(microposts_server.address) as client:
         with pytest.raises(ValueError, match="unknown method 'GetUsers'") as unknown:
@@ -121,7 +122,7 @@ def test_unknown_method_or_wrong_request_fails_before_sending(
             client.call("GetUser", mpb.GetMicropostRequest(name="users/a/microposts/1"))
 
 
-def test_async_call(microposts_server: ServerProcess) -> None:
+def test_async_call(microposts_server: AppServer) -> None:
     async def main() -> None:
         async with AsyncClient(microposts_server.address) as client:
             request = upb.CreateUserRequest(user=rpb.User(username="call_erin"), request_id="e")
