@@ -24,18 +24,15 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from microposts.v1 import micropost_service_pb2
+from microposts_client import method_table
 
-SERVICE = "microposts.v1.MicropostService"
+# Read from the contract once, at import (start-up), never per call.
+SERVICE = method_table()["GetMicropost"].service  # microposts.v1.MicropostService
 
-# Method name -> request type. The response is the request itself.
+# Method name -> request type, for every method of SERVICE. The response is the
+# request itself.
 REQUEST_TYPES: dict[str, type[Message]] = {
-    "GetMicropost": micropost_service_pb2.GetMicropostRequest,
-    "ListMicroposts": micropost_service_pb2.ListMicropostsRequest,
-    "BatchGetMicroposts": micropost_service_pb2.BatchGetMicropostsRequest,
-    "CreateMicropost": micropost_service_pb2.CreateMicropostRequest,
-    "UpdateMicropost": micropost_service_pb2.UpdateMicropostRequest,
-    "DeleteMicropost": micropost_service_pb2.DeleteMicropostRequest,
+    name: m.request_type for name, m in method_table().items() if m.service == SERVICE
 }
 
 

@@ -22,8 +22,8 @@ from microposts.v1 import (
     user_service_pb2,
     user_service_pb2_grpc,
 )
+from microposts_client import method_table
 
-SERVICE = "microposts.v1.MicropostService"
 WRITER = "bench_writer"
 CALL_TIMEOUT = 10.0
 
@@ -61,7 +61,7 @@ class Scenario:
     @property
     def path(self) -> str:
         """The HTTP/2 :path of the call."""
-        return f"/{SERVICE}/{self.method}"
+        return method_table()[self.method].path
 
 
 def scenarios(seeded: Seeded, *, page_size: int = 50, batch: int = 20) -> list[Scenario]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from microposts_client import method_table
 from microposts_server.config import SETTINGS, default_text
 from tests.serverproc import ServerProcess
 
@@ -85,6 +86,29 @@ def test_grpcurl_examples_give_the_output_shown(tmp_path: Path) -> None:
 def test_settings_table_matches_the_code() -> None:
     rows = re.findall(r"^\| `(--[a-z-]+)` \| `(MICROPOSTS_[A-Z_]+)` \| `([^`]*)` \|", README, re.M)
     assert rows == [(o.flag, o.env, default_text(o)) for o in SETTINGS]
+
+
+def contract_in_brief() -> dict[str, list[str]]:
+    """{service: its RPCs} as the first paragraph of "The contract in brief" lists them."""
+    section = README.split("## The contract in brief\n", 1)[1]
+    paragraph = section.strip().split("\n\n", 1)[0]
+    named: dict[str, list[str]] = {}
+    # "`microposts.v1.UserService`: `CreateUser`, `GetUser`, `ListUsers`."
+    for service, methods in re.findall(r"`(microposts\.v1\.\w+)`:((?:\s*`\w+`,?)+)\.", paragraph):
+        named[service] = re.findall(r"`(\w+)`", methods)
+    return named
+
+
+def test_contract_in_brief_names_every_rpc_of_the_contract() -> None:
+    in_contract: dict[str, list[str]] = {}
+    for method in method_table().values():
+        in_contract.setdefault(method.service, []).append(method.name)
+    named = contract_in_brief()
+    assert {s: sorted(m) for s, m in named.items()} == {
+        s: sorted(m) for s, m in in_contract.items()
+    }
+    for service, methods in named.items():
+        assert len(methods) == len(set(methods)), service  # none named twice
 
 
 @pytest.mark.parametrize("target", ["run", "test"])

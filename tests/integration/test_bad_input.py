@@ -15,20 +15,12 @@ from microposts.v1 import micropost_service_pb2_grpc as mgrpc
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
+from microposts_client import method_table
 from tests.appserver import serve_app
 from tests.rpcutil import failure_of
 
-METHODS = [
-    "/microposts.v1.UserService/CreateUser",
-    "/microposts.v1.UserService/GetUser",
-    "/microposts.v1.UserService/ListUsers",
-    "/microposts.v1.MicropostService/CreateMicropost",
-    "/microposts.v1.MicropostService/GetMicropost",
-    "/microposts.v1.MicropostService/BatchGetMicroposts",
-    "/microposts.v1.MicropostService/ListMicroposts",
-    "/microposts.v1.MicropostService/UpdateMicropost",
-    "/microposts.v1.MicropostService/DeleteMicropost",
-]
+# Every RPC of the contract, so one added to the .proto is fuzzed as it is added.
+METHODS = [m.path for m in method_table().values()]
 # Statuses a garbage request may legitimately get (it may even decode into an
 # empty-ish request, e.g. ListUsers with defaults, which is simply OK).
 CLEAN = {
