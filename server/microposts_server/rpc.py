@@ -55,6 +55,11 @@ import grpc
 from google.protobuf.message import Message
 
 from microposts_client import NO_DEADLINE_ABOVE, DeadlineInterceptor, MethodInfo
+
+# Private to the client package, imported on purpose: the server's spans are
+# the client's tracing code (one span shape, one traceparent handling), and
+# the two distributions are released together from one tag, the server
+# pinning the very same client version (pyproject.toml, microposts-client==).
 from microposts_client._tracing import end_server_span, start_server_span
 
 from . import deadlines, domain

@@ -202,7 +202,13 @@ class SqliteStore:
 
 
 class _SqliteTx(Transaction):
-    """One transaction; also its own async context manager (no generator cost)."""
+    """``base.Transaction`` on SQLite: a write is one transaction, a read is not.
+
+    A write runs in ``BEGIN IMMEDIATE`` … ``COMMIT`` (all or nothing); a read
+    sends no ``BEGIN``, so each of its statements is its own implicit read
+    transaction (``base.Store.read`` says what holds). Also its own async
+    context manager (no generator cost).
+    """
 
     __slots__ = ("budget", "conn", "cur", "store", "write")
 
