@@ -176,6 +176,14 @@ def stalled(loop_thread: LoopThread) -> Iterator[Downstream]:
 
 
 @pytest.fixture
+def answering(loop_thread: LoopThread) -> Iterator[Downstream]:
+    """``stalled``'s GetUser, answering at once: records the deadline of each call."""
+    d = Downstream(loop_thread, stall=False)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
 def scripted(loop_thread: LoopThread) -> Iterator[Scripted]:
     """A MicroPosts fake whose calls fail as each test scripts."""
     s = Scripted(loop_thread)

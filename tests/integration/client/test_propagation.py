@@ -106,13 +106,6 @@ def relay_to(
         relay.stop()
 
 
-@pytest.fixture
-def answering(loop_thread: LoopThread) -> Iterator[Downstream]:
-    d = Downstream(loop_thread, stall=False)
-    yield d
-    d.stop()
-
-
 def test_downstream_deadline_is_no_later_than_the_callers(
     relay_to: Callable[[str], AioRelay | SyncRelay], stalled: Downstream
 ) -> None:

@@ -14,14 +14,7 @@ from microposts_client._throttle import (
     RetryTokens,
     verdict,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.clock import Clock
 
 
 def test_what_counts_as_a_rejection() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from microposts_client import REFRESH_BEFORE
 from microposts_client._credentials import BearerToken, channel_credentials, is_loopback
+from tests.unit.clock import Clock
 
 
 def unsigned_jwt(exp: float | None) -> str:
@@ -21,16 +22,8 @@ def unsigned_jwt(exp: float | None) -> str:
     return f"{part({'alg': 'RS256'})}.{part(claims)}.c2ln"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_callable_is_asked_again_only_near_expiry() -> None:
-    clock, asked = Clock(), []
+    clock, asked = Clock(1_000_000.0), []
 
     def fresh() -> str:
         asked.append(clock.now)
@@ -47,7 +40,7 @@ def test_a_callable_is_asked_again_only_near_expiry() -> None:
 
 
 def test_a_token_without_a_readable_expiry_is_asked_for_every_call() -> None:
-    clock, asked = Clock(), []
+    clock, asked = Clock(1_000_000.0), []
 
     def opaque() -> str:
         asked.append(clock.now)
