@@ -2,7 +2,10 @@
 
 Each method validates its inputs (naming the request field of every bad
 one), checks that its ``caller`` may write there (``permissions``; as soon
-as the resource's name is known, before anything else is checked or read),
+as the resource's name is known, before anything else is checked or read;
+``caller`` is a required keyword of every write, with no default, so a
+servicer that forgets it fails to type-check and to run instead of writing
+as ``domain.UNRESTRICTED``),
 runs its writes in one store transaction (``store.write()``) and its
 reads in one ``store.read()``, where each statement sees committed data on
 its own (``store.base.Store.read`` says what that guarantees and why it is
@@ -19,7 +22,6 @@ from typing import TypeVar
 from . import idempotency
 from .domain import (
     MAX_BATCH,
-    UNRESTRICTED,
     Aborted,
     AlreadyExists,
     IdGenerator,
@@ -68,6 +70,28 @@ def _collect(violations: list[Violation], check: Callable[[], T]) -> T | None:
         return None
 
 
+def _owned_post(
+    violations: list[Violation],
+    caller: Principal,
+    permission: str,
+    name: str,
+    etag: str,
+    fields: str,
+) -> MicropostName | None:
+    """How a change to a post begins: parse its name, check ``caller`` may, check the etag.
+
+    The permission is asked as soon as the name parses, before the etag (or
+    anything else) is looked at. ``fields`` prefixes the request fields that
+    violations name: ``"micropost."`` for UpdateMicropost, ``""`` for
+    DeleteMicropost.
+    """
+    parsed = _collect(violations, lambda: parse_micropost_name(name, f"{fields}name"))
+    if parsed is not None:
+        require_owner(caller, permission, parsed.username, name)
+    _collect(violations, lambda: check_etag(etag, f"{fields}etag"))
+    return parsed
+
+
 class Service:
     """The MicroPosts use cases on one store."""
 
@@ -97,7 +121,7 @@ class Service:
         display_name: str,
         request_id: str,
         *,
-        caller: Principal = UNRESTRICTED,
+        caller: Principal,
     ) -> User:
         violations: list[Violation] = []
         if _collect(violations, lambda: check_username(username, "user.username")) is not None:
@@ -153,7 +177,7 @@ class Service:
         return tuple(u for u in named if u in existing)
 
     async def create_micropost(
-        self, parent: str, text: str, request_id: str, *, caller: Principal = UNRESTRICTED
+        self, parent: str, text: str, request_id: str, *, caller: Principal
     ) -> Micropost:
         violations: list[Violation] = []
         username = _collect(violations, lambda: parse_user_name(parent, "parent"))
@@ -250,13 +274,10 @@ class Service:
         etag: str,
         mask: Sequence[str],
         *,
-        caller: Principal = UNRESTRICTED,
+        caller: Principal,
     ) -> Micropost:
         violations: list[Violation] = []
-        parsed = _collect(violations, lambda: parse_micropost_name(name, "micropost.name"))
-        if parsed is not None:
-            require_owner(caller, UPDATE_MICROPOST, parsed.username, name)
-        _collect(violations, lambda: check_etag(etag, "micropost.etag"))
+        parsed = _owned_post(violations, caller, UPDATE_MICROPOST, name, etag, "micropost.")
         for i, path in enumerate(mask):
             if path not in UPDATABLE_FIELDS:
                 violations.append(
@@ -281,14 +302,9 @@ class Service:
             await tx.update_micropost(updated)
         return updated
 
-    async def delete_micropost(
-        self, name: str, etag: str, *, caller: Principal = UNRESTRICTED
-    ) -> None:
+    async def delete_micropost(self, name: str, etag: str, *, caller: Principal) -> None:
         violations: list[Violation] = []
-        parsed = _collect(violations, lambda: parse_micropost_name(name, "name"))
-        if parsed is not None:
-            require_owner(caller, DELETE_MICROPOST, parsed.username, name)
-        _collect(violations, lambda: check_etag(etag, "etag"))
+        parsed = _owned_post(violations, caller, DELETE_MICROPOST, name, etag, "")
         if violations or parsed is None:
             raise InvalidArgument(violations)
         async with self.store.write() as tx:

@@ -9,6 +9,7 @@ of the same rules are in tests/e2e/test_auth.py.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable
 from typing import Any
 
@@ -75,3 +76,21 @@ def test_owners_and_administrators_get_past_the_check() -> None:
     for caller in (Principal("bob"), Principal("mod", admin=True), UNRESTRICTED):
         with pytest.raises(AssertionError, match="store was touched"):
             asyncio.run(service().delete_micropost(POST, "", caller=caller))
+
+
+@pytest.mark.parametrize(
+    "use_case", ["create_user", "create_micropost", "update_micropost", "delete_micropost"]
+)
+def test_every_write_needs_its_caller_named(use_case: str) -> None:
+    # No default: a servicer that forgets ``caller`` must not write as UNRESTRICTED.
+    parameter = inspect.signature(getattr(Service, use_case)).parameters["caller"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    assert parameter.default is inspect.Parameter.empty
+    positional: tuple[Any, ...] = {
+        "create_user": ("bob", "", "r1"),
+        "create_micropost": ("users/bob", "hi", "r2"),
+        "update_micropost": (POST, "x", "", []),
+        "delete_micropost": (POST, ""),
+    }[use_case]
+    with pytest.raises(TypeError, match="caller"):
+        getattr(service(), use_case)(*positional)
