@@ -4,7 +4,9 @@ Tokens are real JWTs signed with PyJWT (``tests/credentials.Issuer``); the
 server reads the issuer's JWKS file. Bad tokens are built the ways an
 attacker or a misconfigured client would: unsigned (``alg: none``), signed
 HS256 with the public key as the HMAC secret, by a key the server does not
-know, expired, early, for another issuer or audience.
+know, expired, early, for another issuer or audience. Every credential the
+module sends goes through ``sent()`` (``bearer()`` calls it), so the last
+test can look for each one in the server's whole stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -31,12 +34,27 @@ from microposts.v1 import micropost_service_pb2_grpc as mgrpc
 from microposts.v1 import resources_pb2 as rpb
 from microposts.v1 import user_service_pb2 as upb
 from microposts.v1 import user_service_pb2_grpc as ugrpc
-from tests.credentials import AUDIENCE, ISSUER, Issuer, bearer, new_rsa_key, public_pem
+from tests import credentials
+from tests.credentials import AUDIENCE, ISSUER, Issuer, new_rsa_key, public_pem
 from tests.rpcutil import RpcFailure, failure_of
 from tests.serverproc import ServerProcess
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 Code = grpc.StatusCode
+
+SENT: set[str] = set()
+"""Every credential this module has sent to its server: none may reach the log."""
+
+
+def sent(credential: str) -> str:
+    """``credential``, recorded as sent (call it for anything put on the wire)."""
+    SENT.add(credential)
+    return credential
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    """Call metadata carrying ``token``, recorded as sent."""
+    return credentials.bearer(sent(token))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +139,7 @@ def test_missing_and_malformed_credentials(
     basic = failure_of(
         us.GetUser,
         upb.GetUserRequest(name="users/x"),
-        metadata=(("authorization", "Basic YWxpY2U6cw=="),),
+        metadata=(("authorization", f"Basic {sent('YWxpY2U6cw==')}"),),
         timeout=5,
     )
     assert basic.code == Code.UNAUTHENTICATED
@@ -259,7 +277,7 @@ def test_grpcurl_with_a_bearer_token(srv: ServerProcess, issuer: Issuer) -> None
     without = subprocess.run([*call, *method], capture_output=True, text=True, timeout=30)
     assert without.returncode == 64 + Code.UNAUTHENTICATED.value[0]
     assert "authorization: Bearer <JWT>" in without.stderr
-    header = ["-H", f"authorization: Bearer {issuer.token('curl_alice')}"]
+    header = ["-H", f"authorization: Bearer {sent(issuer.token('curl_alice'))}"]
     created = subprocess.run([*call, *header, *method], capture_output=True, text=True, timeout=30)
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["name"] == "users/curl_alice"
@@ -424,13 +442,63 @@ def test_reads_work_for_any_valid_token(
     assert bobs_post.name in [p.name for p in listed.microposts]
 
 
-# -- last: what the log holds after everything above ---------------------------
+# -- the log ---------------------------------------------------------------------
 
 
-def test_no_token_ever_reaches_the_log(srv: ServerProcess, issuer: Issuer) -> None:
-    # Runs last in this module: every token minted above went to this server.
+def test_no_credential_ever_reaches_the_log(srv: ServerProcess, issuer: Issuer) -> None:
+    # Sends every kind of credential itself (so it holds run alone), then looks
+    # for each one this module sent, here or in any test above, in all of stderr.
+    channel = grpc.insecure_channel(srv.address)
+    us = ugrpc.UserServiceStub(channel)
+    stranger = new_rsa_key()
+    valid = issuer.token("log_valid")
+    refused = {
+        "expired": issuer.token("log_expired", exp=int(time.time()) - 3600),
+        "wrong issuer": issuer.token("log_issuer", iss="https://evil.test"),
+        "alg none": handmade({"alg": "none", "typ": "JWT"}, good_claims("log_none")),
+        "hs256": handmade(
+            {"alg": "HS256", "typ": "JWT", "kid": "k1"},
+            good_claims("log_hs256"),
+            lambda data: hmac.new(public_pem(issuer.keys["k1"]), data, hashlib.sha256).digest(),
+        ),
+        "stranger key": jwt.encode(
+            good_claims("log_stranger"), stranger, algorithm="RS256", headers={"kid": "k1"}
+        ),
+        "unknown kid": jwt.encode(
+            good_claims("log_kid"), stranger, algorithm="RS256", headers={"kid": "k-unknown"}
+        ),
+        "malformed": f"not.a.jwt-{secrets.token_hex(16)}",
+        "truncated": valid[:-12],
+        "garbage": secrets.token_urlsafe(40),
+    }
+    try:
+        assert failure_of(get_user, us, valid).code == Code.NOT_FOUND
+        for kind, token in refused.items():
+            assert failure_of(get_user, us, token).code == Code.UNAUTHENTICATED, kind
+        basic = sent(secrets.token_urlsafe(24))
+        failure = failure_of(
+            us.GetUser,
+            upb.GetUserRequest(name="users/x"),
+            metadata=(("authorization", f"Basic {basic}"),),
+            timeout=5,
+        )
+        assert failure.code == Code.UNAUTHENTICATED
+        curl_token = sent(issuer.token("log_curl"))
+        curl = [GRPCURL, "-plaintext", "-H", f"authorization: Bearer {curl_token}"]
+        method = ["-d", '{"name": "users/x"}', srv.address, "microposts.v1.UserService/GetUser"]
+        subprocess.run([*curl, *method], capture_output=True, timeout=30)
+        # stderr is read in order: once this call's line is in, every line before it is.
+        last = issuer.token("log_last")
+        assert failure_of(get_user, us, last).code == Code.NOT_FOUND
+        assert srv.wait_logs(msg="call", caller="log_last")
+    finally:
+        channel.close()
+
     log = "\n".join(srv.raw_lines)
-    assert srv.logs(msg="call")
-    for token in issuer.minted:
-        assert token not in log
-        assert token.split(".")[2] not in log
+    assert srv.logs(msg="call", caller="log_curl")
+    assert len(srv.logs(msg="call", code="UNAUTHENTICATED")) >= len(refused) + 1
+    for credential in SENT | set(issuer.minted):
+        assert credential not in log
+        *_, signature = credential.split(".")
+        if len(signature) >= 16:  # a JWT's signature alone is enough to spot a leak
+            assert signature not in log
