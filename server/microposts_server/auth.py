@@ -122,12 +122,14 @@ def _from_jwk(jwk: Mapping[str, Any], index: int) -> VerifyKey | None:
         raise KeyFileError(f"{where} is a symmetric key; only public keys are accepted")
     if "d" in jwk:
         raise KeyFileError(f"{where} is a private key; give the server public keys only")
+    alg = jwk.get("alg")
     try:
         key = jwt.PyJWK(dict(jwk)).key
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError) as exc:
         raise KeyFileError(f"{where} is not a usable JWK: {exc}") from None
+    except NotImplementedError:  # PyJWT's "none" algorithm has no key to read
+        raise KeyFileError(f"{where} names alg {alg!r}, which no key can verify") from None
     algorithms = _algorithms_for(key)
-    alg = jwk.get("alg")
     if alg is not None:
         if alg not in algorithms:
             raise KeyFileError(f"{where} names alg {alg!r}, which its key type cannot verify")
@@ -180,10 +182,34 @@ def load_keys(path: str) -> KeySet:
 
 
 @dataclass(frozen=True, slots=True)
+class _Times:
+    """A token's ``exp``, ``nbf`` and ``iat`` in whole seconds, read as PyJWT reads them."""
+
+    exp: int
+    nbf: int | None
+    iat: int | None
+
+
+def _times(claims: Mapping[str, Any]) -> _Times:
+    """The time claims of verified ``claims`` (``exp`` is required); DecodeError if not numbers."""
+
+    def whole(name: str) -> int | None:
+        if name not in claims:
+            return None
+        try:
+            return int(claims[name])  # truncates, as PyJWT does
+        except (ValueError, TypeError, OverflowError):
+            raise jwt.DecodeError(f"the {name!r} claim must be a number") from None
+
+    exp = whole("exp")
+    assert exp is not None  # PyJWT's "require" saw to it
+    return _Times(exp, whole("nbf"), whole("iat"))
+
+
+@dataclass(frozen=True, slots=True)
 class _Verified:
     principal: Principal
-    not_before: float
-    expires: float
+    times: _Times
     keys: KeySet  # the key set that verified it: a cached token dies with its keys
 
 
@@ -223,7 +249,13 @@ def _usable(keys: KeySet, kid: object, alg: str) -> list[VerifyKey]:
 
 
 class JwtAuthenticator:
-    """Turns an ``authorization`` header into a ``Principal``, or raises ``Unauthenticated``."""
+    """Turns an ``authorization`` header into a ``Principal``, or raises ``Unauthenticated``.
+
+    ``clock`` (seconds since the epoch) is the one clock every time check
+    reads: ``exp``, ``nbf`` and ``iat`` of a new token and of a cached one
+    alike, with PyJWT's rules (whole seconds; expired on and after ``exp``),
+    so a cached token ends exactly where a fresh check would end it.
+    """
 
     def __init__(
         self,
@@ -247,10 +279,9 @@ class JwtAuthenticator:
         now = self._clock()
         hit = self._cache.get(token)
         if hit is not None and hit.keys is self.keys.current:
-            if now > hit.expires + self.leeway or now < hit.not_before - self.leeway:
-                del self._cache[token]
-            else:
+            if self._time_error(hit.times, now) is None:
                 return hit.principal
+            del self._cache[token]  # checked again below, for the message
         keys = self.keys.current
         try:
             return self._verify(token, now)
@@ -298,17 +329,31 @@ class JwtAuthenticator:
             ) from None
         alg = header.get("alg")
         alg = alg if isinstance(alg, str) else ""
-        claims = self._decode(token, alg, _usable(keys, header.get("kid"), alg))
+        claims, times = self._decode(token, alg, _usable(keys, header.get("kid"), alg), now)
         principal = self._principal(claims)
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
-        self._cache[token] = _Verified(
-            principal, _number(claims.get("nbf"), -float("inf")), float(claims["exp"]), keys
-        )
+        self._cache[token] = _Verified(principal, times, keys)
         return principal
 
-    def _decode(self, token: str, alg: str, usable: list[VerifyKey]) -> dict[str, Any]:
-        """The token's claims, checked with the first of ``usable`` keys its signature fits."""
+    def _time_error(self, times: _Times, now: float) -> jwt.PyJWTError | None:
+        """What is wrong with ``times`` at ``now``, PyJWT's rules on this clock; None: valid."""
+        if times.iat is not None and times.iat > now + self.leeway:
+            return jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+        if times.nbf is not None and times.nbf > now + self.leeway:
+            return jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+        if times.exp <= now - self.leeway:
+            return jwt.ExpiredSignatureError("Signature has expired")
+        return None
+
+    def _decode(
+        self, token: str, alg: str, usable: list[VerifyKey], now: float
+    ) -> tuple[dict[str, Any], _Times]:
+        """The token's claims, checked with the first of ``usable`` keys its signature fits.
+
+        PyJWT checks the signature and the other claims; the times are
+        checked here, on ``now`` (PyJWT would read ``time.time`` itself).
+        """
         for key in usable:
             try:
                 claims: dict[str, Any] = jwt.decode(
@@ -317,14 +362,22 @@ class JwtAuthenticator:
                     algorithms=[alg],
                     audience=self.audience,
                     issuer=self.issuer,
-                    leeway=self.leeway,
-                    options={"require": ["exp", "iss", "aud", "sub"]},
+                    options={
+                        "require": ["exp", "iss", "aud", "sub"],
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "verify_iat": False,
+                    },
                 )
+                times = _times(claims)
+                error = self._time_error(times, now)
+                if error is not None:
+                    raise error
             except jwt.InvalidSignatureError:
                 continue
             except jwt.PyJWTError as exc:
                 raise self._claims_error(exc, token) from None
-            return claims
+            return claims, times
         raise _refuse(
             "token rejected: its signature does not verify with this server's keys",
             "TOKEN_SIGNATURE",
@@ -371,10 +424,6 @@ class JwtAuthenticator:
 
 class _UnknownKey(Exception):
     """The token names a key id that is not in the key set (yet)."""
-
-
-def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) else default
 
 
 def _iso(value: object) -> str:
