@@ -14,15 +14,20 @@ jwt``, or client certificates), unless ``--insecure`` says to serve anyway.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+# A listen address HOST:PORT is judged as the client judges a target of one
+# address (localhost, 127.0.0.0/8, ::1): one rule for "this machine only". A
+# private module of the client: both distributions are released together and
+# the server pins the client's exact version (pyproject.toml).
+from microposts_client._credentials import is_loopback
+
 from . import auth, deadlines, idempotency, tls
-from .store import StoreURLError
+from .store import StoreURLError, redact_url
 from .store import check_url as check_store_url
 
 
@@ -171,6 +176,8 @@ class Option:
     expect: str
     help: str
     switch: bool = False  # a bare flag (no value); its variable takes 1 or 0
+    show: Callable[[str], str] = repr
+    """How a bad value is echoed in the error: a value that may hold a secret is redacted."""
 
     @property
     def flag(self) -> str:
@@ -183,7 +190,13 @@ class Option:
 
 SETTINGS: tuple[Option, ...] = (
     Option("address", _address, "HOST:PORT", "where to listen; port 0 picks a free port"),
-    Option("store", _store, "a store URL", "sqlite:///file.db, sqlite://:memory: or postgresql://"),
+    Option(
+        "store",
+        _store,
+        "a store URL",
+        "sqlite:///file.db, sqlite://:memory: or postgresql://",
+        show=lambda text: repr(redact_url(text)),  # postgresql://user:password@...
+    ),
     Option(
         "log_level",
         _choice("debug", "info", "warning", "error"),
@@ -385,7 +398,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         try:
             values[option.dest] = option.parse(text)
         except ValueError:
-            raise ConfigError(f"{source}: expected {option.expect}, got {text!r}") from None
+            shown = option.show(text)
+            raise ConfigError(f"{source}: expected {option.expect}, got {shown}") from None
         sources[option.dest] = source
     values["reuse_port"] = env.get(WORKER_ENV) == "1"
     settings = Settings(**values)
@@ -439,17 +453,6 @@ def _check_files(settings: Settings) -> None:
             auth.load_keys(settings.jwt_keys)
         except (auth.KeyFileError, OSError) as exc:
             raise ConfigError(f"--jwt-keys: {settings.jwt_keys}: {exc}") from None
-
-
-def is_loopback(address: str) -> bool:
-    """Whether HOST:PORT only listens on this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = address.rpartition(":")[0].strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name that may resolve to anything
 
 
 def _check_protected(settings: Settings) -> None:
