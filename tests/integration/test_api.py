@@ -167,6 +167,19 @@ def test_list_users_tampered_token(users: ugrpc.UserServiceStub) -> None:
     assert (f.code, f.fields) == (Code.INVALID_ARGUMENT, ["page_token"])
 
 
+def test_list_users_token_probes_base64_would_forgive(users: ugrpc.UserServiceStub) -> None:
+    """What a lenient base64 decoder drops or pads away is refused over the wire too."""
+    make_user(users)
+    make_user(users)
+    token = users.ListUsers(upb.ListUsersRequest(page_size=1), timeout=10).next_page_token
+    assert token
+    half = len(token) // 2
+    for probe in [token + "!!!!", token + "====", token + "=", token[:half] + "..." + token[half:]]:
+        f = failure_of(users.ListUsers, upb.ListUsersRequest(page_token=probe), timeout=10)
+        assert (f.code, f.fields) == (Code.INVALID_ARGUMENT, ["page_token"]), probe
+    assert users.ListUsers(upb.ListUsersRequest(page_token=token), timeout=10).users
+
+
 # -- microposts ----------------------------------------------------------------
 
 
