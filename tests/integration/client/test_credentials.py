@@ -7,21 +7,28 @@ about TLS); certificates come from trustme and tokens from PyJWT
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from microposts_client import (
     REFRESH_BEFORE,
+    AsyncClient,
     Client,
     DeadlineInterceptor,
     NotFound,
     PermissionDenied,
     ServiceError,
+    SyncDeadlineInterceptor,
     Unauthenticated,
     Unavailable,
+    method_table,
     tls_credentials,
 )
 from tests.appserver import AppServer, serve_app
@@ -216,5 +223,67 @@ def test_forwarding_the_callers_token_is_opt_in(
                 with pytest.raises(Unauthenticated):
                     client.get_user(name="users/nobody")
                 assert not srv.logs(msg="call", caller=caller)
+    finally:
+        gateway.stop()
+
+
+def test_async_client_sends_its_token_over_tls(tls_app: tuple[AppServer, Secured]) -> None:
+    srv, secured = tls_app
+    pki = pki_of(secured)
+    fresh = secured.issuer.token("tls_async_fn")
+
+    async def main() -> None:
+        for token in (secured.issuer.token("tls_async"), lambda: fresh):
+            async with AsyncClient(
+                srv.address, credentials=tls_credentials(ca=pki.ca_pem.read_bytes()), token=token
+            ) as client:
+                with pytest.raises(NotFound):
+                    await client.get_user(name="users/nobody")
+
+    asyncio.run(main())
+    assert srv.logs(msg="call", caller="tls_async")  # a string token
+    assert srv.logs(msg="call", caller="tls_async_fn")  # a callable's
+
+
+class SyncGateway:
+    """A thread-pool grpc.server in front of MicroPosts whose Client has no token of its own."""
+
+    def __init__(self, upstream: str, forward: bool) -> None:
+        self.client = Client(upstream, retry=None)
+        interceptor = SyncDeadlineInterceptor(forward_token=forward)
+        self.server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[interceptor])
+        info = method_table()["GetUser"]
+        handler = grpc.unary_unary_rpc_method_handler(
+            self._get_user,
+            request_deserializer=info.request_type.FromString,
+            response_serializer=info.response_type.SerializeToString,
+        )
+        self.server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler(info.service, {"GetUser": handler})]
+        )
+        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def _get_user(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self.client.get_user(name=request.name)  # errors cross by the interceptor
+
+    def stop(self) -> None:
+        self.server.stop(0)
+        self.client.close()
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_forwarding_the_callers_token_is_opt_in_on_sync_servers_too(
+    plain_app: tuple[AppServer, Secured], forward: bool
+) -> None:
+    srv, secured = plain_app
+    gateway = SyncGateway(srv.address, forward)
+    caller = f"sgw_{'on' if forward else 'off'}"
+    try:
+        with Client(gateway.address, token=secured.issuer.token(caller), retry=None) as client:
+            expected = NotFound if forward else Unauthenticated
+            with pytest.raises(expected):
+                client.get_user(name="users/nobody")
+        assert bool(srv.logs(msg="call", caller=caller)) is forward
     finally:
         gateway.stop()
