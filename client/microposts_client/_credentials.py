@@ -142,7 +142,11 @@ class _BearerPlugin(grpc.AuthMetadataPlugin):
 
 
 def is_loopback(target: str) -> bool:
-    """Whether every address of ``target`` is on this machine (localhost, 127/8, ::1)."""
+    """Whether every address of ``target`` is on this machine (localhost, 127/8, ::1).
+
+    The server's protected mode judges its listen address (HOST:PORT) with this
+    same function (``microposts_server.config``): keep it strict for both.
+    """
     rest = target
     for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
         if rest.startswith(scheme):
