@@ -33,11 +33,11 @@ def check_url(url: str) -> str:
     scheme = url.partition("://")[0].lower()
     if "://" not in url or scheme not in {"sqlite", "postgresql", "postgres"}:
         raise StoreURLError(
-            f"unsupported store URL {url!r}: use sqlite:///path.db, sqlite://:memory: "
+            f"unsupported store URL {redact_url(url)!r}: use sqlite:///path.db, sqlite://:memory: "
             "or postgresql://user@host/db"
         )
     if scheme == "sqlite" and not url[len("sqlite://") :]:
-        raise StoreURLError(f"store URL {url!r} names no file")
+        raise StoreURLError(f"store URL {redact_url(url)!r} names no file")
     return url
 
 
