@@ -16,12 +16,21 @@ A call is retried only if all of these hold:
 - another attempt still fits before the deadline: the pause plus
   :attr:`Retry.min_attempt` must end before it. There is no fixed count
   (:attr:`Retry.max_attempts` sets one): a call keeps trying through a server
-  restart for as long as its caller's budget lasts.
+  restart for as long as its caller's budget lasts. That takes the channel's
+  part too: gRPC's own reconnect backoff (1 s, then 1.6 s...) would keep a
+  restarted server out of reach for seconds, failing every attempt at once;
+  the client's channel options (``_config.DEFAULT_CHANNEL_OPTIONS``) reconnect
+  at most 0.5 s apart, so a server back within a read's budget is reached in it.
 
 The pause is the server's ``retry_delay`` when it gave one (honoured exactly:
 if it does not fit the deadline, the call gives up), else exponential backoff
 with full jitter (a uniform draw between 0 and ``min(max_backoff,
-initial_backoff * multiplier ** (attempt - 1))``), shortened to what fits.
+initial_backoff * multiplier ** (attempt - 1))``), shortened to what fits. A
+failure that no server answered (no connection could be made, or it broke;
+no ``google.rpc`` details) draws from at most 0.5 s (``RECONNECT_MAX_BACKOFF``,
+the channel's reconnect pace): such an attempt loads no server, and a longer
+pause would only notice a reconnected server later, down to the budget's
+last 20 ms.
 
 Each retry is logged at debug level on the ``microposts_client`` logger:
 attempt, method, status, pause and time left, never the request or its
@@ -49,6 +58,7 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 
+from ._config import RECONNECT_MAX_BACKOFF
 from ._exceptions import (
     Cancelled,
     DeadlineExceeded,
@@ -83,7 +93,8 @@ class Retry:
     initial_backoff: float = 0.1
     """Upper bound, in seconds, of the first pause."""
     max_backoff: float = 2.0
-    """Upper bound, in seconds, of any pause chosen by backoff."""
+    """Upper bound, in seconds, of any pause chosen by backoff (0.5 s at most after a
+    failure that no server answered)."""
     multiplier: float = 2.0
     """Growth of the bound from one pause to the next."""
     min_attempt: float = 0.02
@@ -101,8 +112,9 @@ class Retry:
 
 
 DEFAULT_RETRY = Retry()
-"""Pauses drawn from [0, 0.1 s], [0, 0.2 s], [0, 0.4 s]... up to 2 s, while the deadline
-leaves room and the budget (10 tokens, 0.1 back per success) lasts."""
+"""Pauses drawn from [0, 0.1 s], [0, 0.2 s], [0, 0.4 s]... up to 2 s (0.5 s when no
+server answered), while the deadline leaves room and the budget (10 tokens, 0.1 back per
+success) lasts."""
 
 
 def pause_before_retry(
@@ -125,6 +137,12 @@ def pause_before_retry(
     if room is not None and room <= 0:
         return None
     bound = min(retry.max_backoff, retry.initial_backoff * retry.multiplier ** (attempts - 1))
+    if not error.details and bound > RECONNECT_MAX_BACKOFF:
+        # No server answered (no connection, or it broke): the attempt cost no
+        # server anything, and the channel reconnects on its own schedule (at
+        # most RECONNECT_MAX_BACKOFF apart). A longer pause would only notice
+        # a server that is back later, at worst in the budget's last moment.
+        bound = RECONNECT_MAX_BACKOFF
     pause = random.uniform(0.0, bound)
     return pause if room is None else min(pause, room)
 
