@@ -2,8 +2,9 @@
 
 The server here is the fake ``Scripted`` where a status must be produced on
 demand (a negative pushback, a reset stream): the real server never sends
-those. ``tests/integration/test_overload.py`` drives the real server past its
-limit and checks what this client does there.
+those. ``tests/integration/test_overload.py`` and ``test_overload_real.py`` (beside
+this file) drive the real server past its limit and check what this client does
+there: throttling, the retry budget, the retry log, ``Unavailable``'s message.
 """
 
 from __future__ import annotations
@@ -151,6 +152,28 @@ def test_a_caller_who_cancelled_nothing_never_sees_cancelled(loop_thread: LoopTh
                 client.get_user(name="users/alice", timeout=0.3)
     finally:
         resets.stop()
+
+
+def test_an_async_caller_who_cancelled_nothing_never_sees_cancelled(
+    loop_thread: LoopThread,
+) -> None:
+    resets = _Resets(loop_thread)
+
+    async def main() -> tuple[BaseException, BaseException]:
+        async with mc.AsyncClient(resets.address, retry=None) as client:
+            with pytest.raises(mc.Unavailable) as early:
+                await client.get_user(name="users/alice", timeout=5)
+            resets.late = True
+            with pytest.raises(mc.DeadlineExceeded) as late:
+                await client.get_user(name="users/alice", timeout=0.3)
+        return early.value, late.value
+
+    try:
+        early, late = asyncio.run(main())
+    finally:
+        resets.stop()
+    assert isinstance(early, mc.Unavailable) and "reset" in early.message
+    assert not isinstance(early, mc.Cancelled) and not isinstance(late, mc.Cancelled)
 
 
 def test_a_caller_who_closes_the_client_sees_cancelled(loop_thread: LoopThread) -> None:
